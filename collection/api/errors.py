@@ -1,0 +1,25 @@
+"""Domain errors → HTTP, in one place."""
+
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from collection.services.errors import BudgetExceeded, InvalidInput, InvalidTransition, RunNotFound
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, InvalidInput):
+        return Response(exc.errors, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, BudgetExceeded):
+        return Response(
+            {"code": exc.code, "detail": exc.reason, "estimate": exc.estimate},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    if isinstance(exc, InvalidTransition):
+        return Response(
+            {"code": exc.code, "detail": str(exc), "status": exc.status},
+            status=status.HTTP_409_CONFLICT,
+        )
+    if isinstance(exc, RunNotFound):
+        return Response({"code": exc.code, "detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,368 @@
+"""The collection domain: settings, categories, runs and their units, the audit log, the
+monthly budget ledger, and the sellers and products that runs discover."""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Round
+from django.db.models.lookups import GreaterThanOrEqual
+
+MONEY = {"max_digits": 14, "decimal_places": 4}
+ZERO = Decimal("0")
+
+
+def within_cap(cap: str = "budget_cap") -> GreaterThanOrEqual:
+    """`spent + reserved <= cap`, rounded so SQLite's floating-point NUMERIC compares exactly."""
+    return GreaterThanOrEqual(Round(F(cap) - F("spent") - F("reserved"), 6), 0)
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+TERMINAL_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class PauseReason(models.TextChoices):
+    OPERATOR = "operator", "Paused by an operator"
+    BUDGET = "budget", "Budget cap reached"
+    QUOTA = "quota", "Source quota used up"
+    INTERRUPTED = "interrupted", "Interrupted (workers died too often)"
+    SOURCE_ERROR = "source_error", "Source error"
+
+
+class UnitStatus(models.TextChoices):
+    PENDING = "pending", "Pending"  # waiting for a slot (run concurrency) or for resume
+    QUEUED = "queued", "Queued"  # a task is enqueued for it
+    RUNNING = "running", "Running"  # a worker holds its lease
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class OnInterrupt(models.TextChoices):
+    RESUME = "resume", "Resume automatically (up to the limit), then pause"
+    PAUSE = "pause", "Pause the run for an operator"
+
+
+class CollectionSettings(models.Model):
+    """The one settings row (pk=1). Read it with `CollectionSettings.load()`."""
+
+    run_budget_cap = models.DecimalField(
+        **MONEY, default=Decimal("100"), validators=[MinValueValidator(ZERO)],
+        help_text="The most one run may spend.",
+    )
+    monthly_budget_cap = models.DecimalField(
+        **MONEY, default=Decimal("1000"), validators=[MinValueValidator(ZERO)],
+        help_text="The most all runs together may spend in a calendar month.",
+    )
+    currency = models.CharField(max_length=3, default="USD")
+    default_items_per_category = models.PositiveIntegerField(
+        default=50, validators=[MinValueValidator(1), MaxValueValidator(10_000_000)],
+        help_text="Items expected in a category whose real count is not known yet.",
+    )
+    concurrency_per_run = models.PositiveSmallIntegerField(
+        default=4, validators=[MinValueValidator(1), MaxValueValidator(64)],
+        help_text="How many categories of one run are collected at the same time.",
+    )
+    lease_seconds = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(1), MaxValueValidator(3600)],
+        help_text="A worker that has not checkpointed for this long is presumed dead.",
+    )
+    on_interrupt = models.CharField(max_length=10, choices=OnInterrupt.choices, default=OnInterrupt.RESUME)
+    max_auto_recoveries = models.PositiveIntegerField(
+        default=5, validators=[MaxValueValidator(1000)],
+        help_text="How often one category may be resumed automatically after a worker died.",
+    )
+    max_unit_attempts = models.PositiveIntegerField(
+        default=5, validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Retryable source errors in a row before a category is marked failed.",
+    )
+    warning_threshold_percent = models.PositiveSmallIntegerField(
+        default=80, validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Warn (event log) when a run has spent this share of its cap.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "collection settings"
+        verbose_name_plural = "collection settings"
+        constraints = [
+            models.CheckConstraint(condition=Q(pk=1), name="settings_single_row"),
+            models.CheckConstraint(condition=Q(run_budget_cap__gte=0), name="settings_run_cap_gte_0"),
+            models.CheckConstraint(condition=Q(monthly_budget_cap__gte=0), name="settings_month_cap_gte_0"),
+        ]
+
+    def __str__(self):
+        return "Collection settings"
+
+    @classmethod
+    def load(cls) -> "CollectionSettings":
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj
+
+
+class Category(models.Model):
+    platform = models.CharField(max_length=32)
+    external_id = models.CharField(max_length=128)
+    name = models.CharField(max_length=255)
+    parent_external_id = models.CharField(max_length=128, blank=True)
+    known_item_count = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Items the source reported for this category, when known."
+    )
+    item_count_measured_at = models.DateTimeField(null=True, blank=True)
+    last_collected_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "categories"
+        ordering = ["platform", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["platform", "external_id"], name="category_unique_external_id"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.platform}:{self.external_id})"
+
+
+class CollectionRun(models.Model):
+    source = models.CharField(max_length=32)
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.PENDING)
+    pause_reason = models.CharField(max_length=16, choices=PauseReason.choices, blank=True)
+    budget_cap = models.DecimalField(**MONEY)
+    estimate = models.JSONField(default=dict, help_text="The estimate at creation (snapshot).")
+    estimated_cost = models.DecimalField(**MONEY, default=ZERO)
+    spent = models.DecimalField(**MONEY, default=ZERO)
+    reserved = models.DecimalField(**MONEY, default=ZERO)
+    currency = models.CharField(max_length=3, default="USD")
+
+    units_total = models.PositiveIntegerField(default=0)
+    units_done = models.PositiveIntegerField(default=0)
+    units_failed = models.PositiveIntegerField(default=0)
+    pages_done = models.PositiveIntegerField(default=0)
+    pages_estimated = models.PositiveIntegerField(default=0)
+    items_done = models.PositiveIntegerField(default=0)
+    sellers_new = models.PositiveIntegerField(default=0)
+    quota_resets_at = models.DateTimeField(null=True, blank=True)
+    budget_warned_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resumed_at = models.DateTimeField(null=True, blank=True)
+    resumed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    finished_at = models.DateTimeField(null=True, blank=True)
+    finished_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("automation", "Can estimate, start and manage collection runs")]
+        indexes = [
+            models.Index(fields=["status", "-created_at"], name="run_status_created_idx"),
+            models.Index(fields=["source", "-created_at"], name="run_source_created_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(spent__gte=0), name="run_spent_gte_0"),
+            models.CheckConstraint(condition=Q(reserved__gte=0), name="run_reserved_gte_0"),
+            models.CheckConstraint(condition=within_cap("budget_cap"), name="run_spend_within_cap"),
+        ]
+
+    def __str__(self):
+        return f"Run #{self.pk} ({self.source}, {self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def progress_percent(self) -> int:
+        """Pages done against pages expected, 100 once every unit has ended."""
+        if self.units_total and self.units_done + self.units_failed >= self.units_total:
+            return 100
+        expected = max(self.pages_estimated, 1)
+        return min(99, int(self.pages_done * 100 / expected))
+
+
+class RunUnit(models.Model):
+    """One category of one run: its checkpoint (cursor), progress, lease and reservation."""
+
+    run = models.ForeignKey(CollectionRun, on_delete=models.CASCADE, related_name="units")
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="units")
+    status = models.CharField(max_length=10, choices=UnitStatus.choices, default=UnitStatus.PENDING)
+    cursor = models.JSONField(null=True, blank=True, help_text="Where the next page starts; null = the beginning.")
+    pages_done = models.PositiveIntegerField(default=0)
+    items_done = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(**MONEY, default=ZERO)
+    reserved = models.DecimalField(**MONEY, default=ZERO, help_text="The in-flight page's reservation.")
+    reserved_period = models.ForeignKey(
+        "BudgetPeriod", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="The month ledger that holds the in-flight reservation.",
+    )
+    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Failed attempts at the current page.")
+    recoveries = models.PositiveIntegerField(default=0, help_text="Times resumed after a worker died.")
+    dispatch_token = models.CharField(
+        max_length=32, blank=True, help_text="Only the task carrying this token may advance the unit."
+    )
+    last_error = models.TextField(blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["run", "status"], name="unit_run_status_idx"),
+            models.Index(
+                fields=["lease_expires_at"], name="unit_leased_idx", condition=Q(lease_expires_at__isnull=False)
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "category"], name="unit_one_per_run_category"),
+            models.CheckConstraint(condition=Q(reserved__gte=0), name="unit_reserved_gte_0"),
+            models.CheckConstraint(condition=Q(cost__gte=0), name="unit_cost_gte_0"),
+        ]
+
+    def __str__(self):
+        return f"Run #{self.run_id} / {self.category_id}"
+
+
+class EventKind(models.TextChoices):
+    CREATED = "created", "Created"
+    STARTED = "started", "Started"
+    PAUSED = "paused", "Paused"
+    RESUMED = "resumed", "Resumed"
+    CANCELLED = "cancelled", "Cancelled"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    BUDGET_CHANGED = "budget_changed", "Budget cap changed"
+    BUDGET_WARNING = "budget_warning", "Budget warning"
+    UNIT_DONE = "unit_done", "Category done"
+    UNIT_RETRY = "unit_retry", "Source error, retrying"
+    UNIT_FAILED = "unit_failed", "Category failed"
+    RECOVERED = "recovered", "Recovered after a worker died"
+    REDISPATCHED = "redispatched", "Lost trigger dispatched again"
+    OVERCHARGE = "overcharge", "Source charged more than it declared"
+
+
+class RunEvent(models.Model):
+    """Append-only audit log of a run."""
+
+    run = models.ForeignKey(CollectionRun, on_delete=models.CASCADE, related_name="events")
+    unit = models.ForeignKey(RunUnit, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    kind = models.CharField(max_length=20, choices=EventKind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["run", "created_at"], name="event_run_created_idx")]
+
+    def __str__(self):
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.kind}"
+
+
+class BudgetPeriod(models.Model):
+    """One calendar month of the monthly budget; every run's reservations pass through it."""
+
+    month = models.DateField(unique=True, help_text="The first day of the month.")
+    cap = models.DecimalField(**MONEY)
+    spent = models.DecimalField(**MONEY, default=ZERO)
+    reserved = models.DecimalField(**MONEY, default=ZERO)
+
+    class Meta:
+        ordering = ["-month"]
+        constraints = [
+            models.CheckConstraint(condition=Q(spent__gte=0), name="period_spent_gte_0"),
+            models.CheckConstraint(condition=Q(reserved__gte=0), name="period_reserved_gte_0"),
+            models.CheckConstraint(condition=within_cap("cap"), name="period_spend_within_cap"),
+        ]
+
+    def __str__(self):
+        return f"{self.month:%Y-%m}"
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.cap - self.spent - self.reserved
+
+
+class Seller(models.Model):
+    platform = models.CharField(max_length=32)
+    external_id = models.CharField(max_length=128)
+    name = models.CharField(max_length=255, blank=True)
+    feedback_score = models.IntegerField(null=True, blank=True)
+    feedback_percent = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    times_seen = models.PositiveIntegerField(default=1)
+    first_seen_run = models.ForeignKey(
+        CollectionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["platform", "external_id"], name="seller_unique_external_id"),
+        ]
+        indexes = [
+            models.Index(fields=["first_seen_run"], name="seller_first_run_idx"),
+            models.Index(fields=["feedback_score"], name="seller_feedback_idx"),
+        ]
+
+    def __str__(self):
+        return self.name or self.external_id
+
+
+class Product(models.Model):
+    platform = models.CharField(max_length=32)
+    external_id = models.CharField(max_length=128)
+    title = models.CharField(max_length=500)
+    price = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    url = models.URLField(max_length=1000, blank=True)
+    seller = models.ForeignKey(Seller, null=True, blank=True, on_delete=models.SET_NULL, related_name="products")
+    category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="products")
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    first_seen_run = models.ForeignKey(
+        CollectionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["platform", "external_id"], name="product_unique_external_id"),
+        ]
+        indexes = [
+            models.Index(fields=["first_seen_run"], name="product_first_run_idx"),
+        ]
+
+    def __str__(self):
+        return self.title

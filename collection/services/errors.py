@@ -1,0 +1,51 @@
+"""Typed domain errors. Each carries what a caller needs to explain it; the API maps them to
+HTTP in one exception handler, commands to exit codes, the admin to messages."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+
+class CollectionError(Exception):
+    code = "collection_error"
+
+
+class InvalidInput(CollectionError):
+    """Bad input, by field: {"field": ["message", ...]}. Nothing was written."""
+
+    code = "invalid"
+
+    def __init__(self, errors: dict[str, list[str] | str]):
+        self.errors = {k: [v] if isinstance(v, str) else list(v) for k, v in errors.items()}
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in self.errors.items()))
+
+
+class BudgetExceeded(CollectionError):
+    """The estimate (at creation) or a page's reservation (at runtime) does not fit a cap."""
+
+    code = "budget_exceeded"
+
+    def __init__(self, reason: str, *, estimate: dict | None = None, scope: str = "run",
+                 needed: Decimal | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.estimate = estimate
+        self.scope = scope  # "run" or "month"
+        self.needed = needed
+
+
+class InvalidTransition(CollectionError):
+    code = "invalid_transition"
+
+    def __init__(self, *, action: str, status: str):
+        super().__init__(f"cannot {action} a {status} run")
+        self.action = action
+        self.status = status
+
+
+class RunNotFound(CollectionError):
+    code = "not_found"
+
+    def __init__(self, run_id):
+        super().__init__(f"run {run_id} does not exist")
+        self.run_id = run_id

@@ -1,0 +1,124 @@
+"""Estimates: what a run over some categories will collect and cost, and whether it fits."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+
+from collection.models import Category, CollectionSettings
+from collection.sources import BaseSource, UnknownSource, get_source
+
+from .budget import period_current
+from .errors import InvalidInput
+from .validation import parse_id_list, parse_money
+
+
+@dataclass
+class CategoryEstimate:
+    id: int
+    name: str
+    external_id: str
+    items: int
+    items_known: bool
+    pages: int
+    cost: Decimal
+
+
+@dataclass
+class Estimate:
+    source: str
+    currency: str
+    categories: list[CategoryEstimate]
+    items: int
+    pages: int
+    total_cost: Decimal
+    cap: Decimal
+    cap_reason: str  # which cap applies: "run", "settings" or "month"
+    within_budget: bool
+    reason: str = ""
+    requested_cap: Decimal | None = None
+    month_remaining: Decimal = Decimal("0")
+    category_ids: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        """JSON-ready (money as decimal strings): the snapshot stored on the run and the API shape."""
+        data = asdict(self)
+        data.pop("category_ids")
+        for key in ("total_cost", "cap", "month_remaining", "requested_cap"):
+            data[key] = None if data[key] is None else str(data[key])
+        for row in data["categories"]:
+            row["cost"] = str(row["cost"])
+        return data
+
+
+def resolve_source(key) -> BaseSource:
+    try:
+        return get_source(key)
+    except UnknownSource as error:
+        raise InvalidInput({"source": str(error)}) from None
+
+
+def resolve_categories(source: BaseSource, ids: list[int]) -> list[Category]:
+    found = {c.pk: c for c in Category.objects.filter(pk__in=ids)}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise InvalidInput({"categories": f"Unknown category ids: {', '.join(map(str, missing))}."})
+    wrong = [c.pk for c in found.values() if c.platform != source.platform]
+    if wrong:
+        raise InvalidInput(
+            {"categories": f"Categories {', '.join(map(str, wrong))} are not on platform {source.platform!r}."}
+        )
+    return [found[i] for i in ids]
+
+
+def estimate(*, source: str, category_ids, budget_cap=None) -> Estimate:
+    """Per-category items (known count, else the settings default), pages and cost; the totals;
+    the applicable cap — the smallest of the requested cap, the per-run cap in settings and
+    what is left of this month's budget — and whether the estimate fits it."""
+    errors: dict = {}
+    ids = parse_id_list(category_ids, field="categories", errors=errors)
+    requested = parse_money(budget_cap, field="budget_cap", errors=errors, allow_none=True)
+    src = None
+    try:
+        src = get_source(source) if isinstance(source, str) else None
+        if src is None:
+            errors["source"] = ["Must be a source key."]
+    except UnknownSource as error:
+        errors["source"] = [str(error)]
+    if errors:
+        raise InvalidInput(errors)
+    categories = resolve_categories(src, ids)
+
+    settings = CollectionSettings.load()
+    rows = []
+    for category in categories:
+        known = category.known_item_count is not None
+        items = category.known_item_count if known else settings.default_items_per_category
+        plan = src.plan(category=category, expected_items=items)
+        rows.append(CategoryEstimate(
+            id=category.pk, name=category.name, external_id=category.external_id,
+            items=plan.items, items_known=known, pages=plan.pages, cost=plan.cost,
+        ))
+    total = sum((r.cost for r in rows), Decimal("0"))
+
+    period = period_current(settings=settings)
+    month_left = max(period.remaining, Decimal("0"))
+    caps = [("settings", settings.run_budget_cap), ("month", month_left)]
+    if requested is not None:
+        caps.insert(0, ("run", requested))
+    cap_reason, cap = min(caps, key=lambda pair: pair[1])
+    within = total <= cap
+    reason = ""
+    if not within:
+        what = {
+            "run": "the requested run cap",
+            "settings": "the per-run cap in settings",
+            "month": "what is left of this month's budget",
+        }[cap_reason]
+        reason = f"The estimate {total} {settings.currency} exceeds {what} ({cap} {settings.currency})."
+    return Estimate(
+        source=src.key, currency=settings.currency, categories=rows,
+        items=sum(r.items for r in rows), pages=sum(r.pages for r in rows), total_cost=total,
+        cap=cap, cap_reason=cap_reason, within_budget=within, reason=reason,
+        requested_cap=requested, month_remaining=month_left, category_ids=ids,
+    )

@@ -1,0 +1,93 @@
+"""Recovery when a process starts, and the periodic sweep in worker processes.
+
+Django's docs warn against queries in AppConfig.ready(): it also runs for migrate, test,
+shell, collectstatic... So ready() only calls `install()`, which looks at what this process
+is. Serving processes — `runserver`, `db_worker`, and WSGI/ASGI servers (config/wsgi.py calls
+`process_started`) — recover in a background thread once they are up; worker processes keep
+sweeping every COLLECTION_SWEEP_SECONDS. Everything else (migrate, makemigrations, test,
+collectstatic, shell, the collection commands) never triggers it. A database that is not
+migrated yet is left alone with a log line, never a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection
+
+logger = logging.getLogger("collection.recovery")
+
+SERVING_COMMANDS = {"runserver": "web", "db_worker": "worker"}
+_started = False
+_lock = threading.Lock()
+
+
+def _command() -> str | None:
+    argv = sys.argv
+    if len(argv) > 1 and os.path.basename(argv[0]) in ("manage.py", "django-admin", "__main__.py"):
+        return argv[1]
+    return None
+
+
+def install() -> None:
+    """Called from CollectionConfig.ready(): no queries, only a decision."""
+    role = SERVING_COMMANDS.get(_command() or "")
+    if role is None:
+        return
+    reloading = "--noreload" not in sys.argv and "--no-reload" not in sys.argv
+    if role == "worker":
+        reloading = "--reload" in sys.argv or (settings.DEBUG and reloading)
+    if reloading and os.environ.get("RUN_MAIN") != "true":
+        return  # the autoreloader's parent process: its child serves and recovers
+    process_started(role=role)
+
+
+def _tables_ready() -> bool:
+    from collection.models import RunUnit
+
+    return RunUnit._meta.db_table in connection.introspection.table_names()
+
+
+def _recover_once(role: str) -> None:
+    from collection.services.recovery import recover
+
+    try:
+        if not _tables_ready():
+            logger.warning("startup recovery skipped: the database is not migrated yet")
+            return
+        report = recover()
+        logger.info("startup recovery (%s, pid %s): %s", role, os.getpid(), report.as_dict())
+    except DatabaseError as error:
+        logger.warning("recovery skipped: %s", error)
+    finally:
+        close_old_connections()
+        connection.close()
+
+
+def _sweep_forever(role: str, interval: float, stop: threading.Event) -> None:
+    _recover_once(role)
+    while not stop.wait(interval):
+        _recover_once(role)
+
+
+def process_started(*, role: str) -> threading.Thread | None:
+    """Start recovery in the background, once per process."""
+    global _started
+    if not settings.COLLECTION_RECOVER_ON_START:
+        return None
+    with _lock:
+        if _started:
+            return None
+        _started = True
+    stop = threading.Event()
+    if role == "worker":
+        target, args = _sweep_forever, (role, settings.COLLECTION_SWEEP_SECONDS, stop)
+    else:
+        target, args = _recover_once, (role,)
+    thread = threading.Thread(target=target, args=args, name=f"collection-recovery-{role}", daemon=True)
+    thread.start()
+    return thread

@@ -18,7 +18,7 @@ SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     # Local use only: a fixed development key. `check --deploy` flags it, and production
     # deployments must set SECRET_KEY.
-    SECRET_KEY = "django-insecure-local-development-key-do-not-use-in-production"
+    SECRET_KEY = "django-insecure-local-development-key-do-not-use-in-production"  # noqa: S105
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 

@@ -124,9 +124,7 @@ def unit_checkpoint(*, unit_id: int, lease_owner: str, page_index: int, page: Pa
             category_changes = {"last_collected_at": now} if done else {}
             if page.total is not None:
                 category_changes.update(known_item_count=page.total, item_count_measured_at=now)
-            if done:
-                Category.objects.filter(pk=unit.category_id).update(**category_changes)
-            elif unit.pages_done == 0:  # the first page tells the size; no need to write it each page
+            if done or unit.pages_done == 0:
                 Category.objects.filter(pk=unit.category_id).update(**category_changes)
         if done:
             event_write(run_id=unit.run_id, unit_id=unit.pk, kind=EventKind.UNIT_DONE,

@@ -1,0 +1,135 @@
+import os
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.db import connection
+
+from collection.models import Category, CollectionSettings
+from collection.sources import _load
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+postgres_only = pytest.mark.skipif(
+    "postgres" not in os.environ.get("DATABASE_URL", ""), reason="needs PostgreSQL (set DATABASE_URL=postgres://…)"
+)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sources():
+    _load.cache_clear()
+    yield
+    _load.cache_clear()
+
+
+@pytest.fixture
+def collection_settings(db):
+    return CollectionSettings.load()
+
+
+def make_categories(n: int, *, items: int | None = None, platform: str = "demo", start: int = 1) -> list[Category]:
+    return [
+        Category.objects.create(
+            platform=platform, external_id=f"{platform}-{i}", name=f"Category {i}", known_item_count=items
+        )
+        for i in range(start, start + n)
+    ]
+
+
+@pytest.fixture
+def categories(db):
+    return make_categories(3)
+
+
+@pytest.fixture
+def operator(db):
+    user = User.objects.create_user("op", password="op-password-123", is_staff=True)
+    user.groups.add(Group.objects.get(name="Operators"))
+    return user
+
+
+def set_settings(**values) -> CollectionSettings:
+    obj = CollectionSettings.load()
+    for key, value in values.items():
+        setattr(obj, key, Decimal(str(value)) if isinstance(value, float) else value)
+    obj.save()
+    return obj
+
+
+def worker_env(**extra) -> dict:
+    """The environment for a child process that must use this test's database."""
+    env = dict(os.environ)
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    else:
+        env["DATABASE_URL"] = (
+            f"postgres://{db['USER'] or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        )
+    env.setdefault("COLLECTION_SWEEP_SECONDS", "1")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+class Workers:
+    """Real `manage.py db_worker` processes against the test database."""
+
+    def __init__(self, tmp_path: Path, **env):
+        self.env = worker_env(**env)
+        self.tmp_path = tmp_path
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, n: int = 1) -> list[subprocess.Popen]:
+        started = []
+        for _ in range(n):
+            log = open(self.tmp_path / f"worker-{len(self.procs)}.log", "w")
+            proc = subprocess.Popen(
+                [sys.executable, "manage.py", "db_worker", "--no-reload", "--interval", "0.05",
+                 "--no-startup-delay", "-v", "0"],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )
+            self.procs.append(proc)
+            started.append(proc)
+        return started
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(self.tmp_path.glob("worker-*.log")))
+
+
+@pytest.fixture
+def workers(tmp_path):
+    pool = Workers(tmp_path)
+    yield pool
+    pool.stop()
+
+
+def wait_for(predicate, *, timeout: float = 60, interval: float = 0.05, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")

@@ -26,6 +26,11 @@ postgres_only = pytest.mark.skipif(
 
 
 @pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_sources():
     _load.cache_clear()
     yield

@@ -12,6 +12,8 @@ from .budget import period_current
 from .errors import InvalidInput
 from .validation import parse_id_list, parse_money
 
+CENT_HUNDREDTHS = Decimal("0.0001")  # the scale money is stored at
+
 
 @dataclass
 class CategoryEstimate:
@@ -97,7 +99,7 @@ def estimate(*, source: str, category_ids, budget_cap=None) -> Estimate:
         plan = src.plan(category=category, expected_items=items)
         rows.append(CategoryEstimate(
             id=category.pk, name=category.name, external_id=category.external_id,
-            items=plan.items, items_known=known, pages=plan.pages, cost=plan.cost,
+            items=plan.items, items_known=known, pages=plan.pages, cost=plan.cost.quantize(CENT_HUNDREDTHS),
         ))
     total = sum((r.cost for r in rows), Decimal("0"))
 
@@ -107,6 +109,7 @@ def estimate(*, source: str, category_ids, budget_cap=None) -> Estimate:
     if requested is not None:
         caps.insert(0, ("run", requested))
     cap_reason, cap = min(caps, key=lambda pair: pair[1])
+    cap = cap.quantize(CENT_HUNDREDTHS)
     within = total <= cap
     reason = ""
     if not within:
@@ -120,5 +123,5 @@ def estimate(*, source: str, category_ids, budget_cap=None) -> Estimate:
         source=src.key, currency=settings.currency, categories=rows,
         items=sum(r.items for r in rows), pages=sum(r.pages for r in rows), total_cost=total,
         cap=cap, cap_reason=cap_reason, within_budget=within, reason=reason,
-        requested_cap=requested, month_remaining=month_left, category_ids=ids,
+        requested_cap=requested, month_remaining=month_left.quantize(CENT_HUNDREDTHS), category_ids=ids,
     )

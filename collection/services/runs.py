@@ -6,6 +6,8 @@ below, stamps time and actor, and writes the RunEvent, all in one transaction.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -193,6 +195,7 @@ def run_update_budget_cap(*, run_id: int, budget_cap, actor=None) -> CollectionR
         if new_cap < floor:
             raise InvalidInput({"budget_cap": f"Must not be below what is spent and reserved ({floor} {run.currency})."})
         old = run.budget_cap
+        new_cap = new_cap.quantize(Decimal("0.0001"))
         run.budget_cap = new_cap
         run.save(update_fields=["budget_cap", "updated_at"])
         event_write(run_id=run.pk, kind=EventKind.BUDGET_CHANGED, actor=actor, old=str(old), new=str(new_cap))

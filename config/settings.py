@@ -179,6 +179,9 @@ COLLECTION_SOURCES = {
 COLLECTION_SLICE_SECONDS = env.float("COLLECTION_SLICE_SECONDS", default=10.0)
 # How often a worker process sweeps for interrupted runs (expired leases, lost triggers).
 COLLECTION_SWEEP_SECONDS = env.float("COLLECTION_SWEEP_SECONDS", default=30.0)
+# Backoff for retryable source errors: base · 2^(attempt-1) with jitter, at most the max.
+COLLECTION_RETRY_BASE_SECONDS = env.float("COLLECTION_RETRY_BASE_SECONDS", default=2.0)
+COLLECTION_RETRY_MAX_SECONDS = env.float("COLLECTION_RETRY_MAX_SECONDS", default=300.0)
 # Recover interrupted runs when a web or worker process starts.
 COLLECTION_RECOVER_ON_START = env.bool("COLLECTION_RECOVER_ON_START", default=True)
 

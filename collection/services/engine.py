@@ -122,8 +122,8 @@ def _run_end(run: CollectionRun, *, done: int, failed: int) -> None:
 
 def retry_delay(attempt: int, retry_after: float | None) -> float:
     """Exponential backoff with full jitter, never sooner than the source's retry-after."""
-    base = float(getattr(django_settings, "COLLECTION_RETRY_BASE_SECONDS", 2.0))
-    ceiling = float(getattr(django_settings, "COLLECTION_RETRY_MAX_SECONDS", 300.0))
+    base = django_settings.COLLECTION_RETRY_BASE_SECONDS
+    ceiling = django_settings.COLLECTION_RETRY_MAX_SECONDS
     backoff = min(ceiling, base * 2 ** max(0, attempt - 1))
     delay = backoff / 2 + random.uniform(0, backoff / 2)
     return max(delay, retry_after or 0)

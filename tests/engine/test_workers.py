@@ -1,0 +1,131 @@
+"""The engine with real `manage.py db_worker` processes against the test database."""
+
+import time
+from decimal import Decimal
+
+import pytest
+
+from collection.models import BudgetPeriod, CollectionRun, EventKind, PauseReason, RunEvent, RunStatus
+from collection.services import runs
+from tests.conftest import Workers, make_categories, postgres_only, set_settings
+from tests.engine.helpers import (
+    assert_complete_listing,
+    assert_ledgers_settled,
+    fetches,
+    refetched,
+    start_run,
+    wait_idle,
+    wait_status,
+)
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.workers]
+
+PAGE = {"DEMO_PAGE_SIZE": 20, "DEMO_COST_PER_REQUEST": "0.01", "DEMO_COST_PER_RESULT": "0.001"}
+
+
+@pytest.fixture
+def demo_pricing(settings):
+    for key, value in PAGE.items():
+        setattr(settings, key, value)
+
+
+def pool(tmp_path, **env) -> Workers:
+    return Workers(tmp_path, DEMO_FETCH_LOG=tmp_path / "fetches.log", COLLECTION_SLICE_SECONDS=1, **PAGE, **env)
+
+
+def test_a_run_completes_with_exactly_the_items_and_sellers_the_source_defines(tmp_path, demo_pricing):
+    set_settings(concurrency_per_run=3)
+    cats = make_categories(5, items=45)  # 3 pages each: 20 + 20 + 5
+    workers = pool(tmp_path)
+    try:
+        workers.start(2)
+        run = wait_status(start_run(cats), RunStatus.COMPLETED)
+    finally:
+        workers.stop()
+    assert (run.pages_done, run.items_done, run.units_done) == (15, 225, 5)
+    assert_complete_listing(run, cats)
+    assert run.spent == run.estimated_cost == Decimal("5") * (3 * Decimal("0.01") + 45 * Decimal("0.001"))
+    assert_ledgers_settled(run)
+    assert refetched(tmp_path / "fetches.log") == {}
+    assert RunEvent.objects.filter(run=run, kind=EventKind.COMPLETED).count() == 1
+
+
+def test_pause_stops_fetching_within_one_page_and_resume_refetches_nothing(tmp_path, demo_pricing):
+    set_settings(concurrency_per_run=2)
+    cats = make_categories(3, items=200)  # 30 pages
+    log = tmp_path / "fetches.log"
+    workers = pool(tmp_path, DEMO_LATENCY_MS=60)
+    try:
+        workers.start(2)
+        run = start_run(cats)
+        wait_status_pages(run, at_least=4)
+        runs.run_pause(run_id=run.pk)
+        paused_at = len(fetches(log))
+        wait_idle(run)
+        after_pause = len(fetches(log)) - paused_at
+        assert after_pause <= 2  # only the pages in flight (one per unit in flight) finish
+        time.sleep(0.5)
+        assert len(fetches(log)) == paused_at + after_pause  # and nothing more is fetched
+        run.refresh_from_db()
+        assert run.status == RunStatus.PAUSED and run.pages_done < 30 and run.reserved == 0
+
+        runs.run_resume(run_id=run.pk)
+        run = wait_status(run, RunStatus.COMPLETED)
+    finally:
+        workers.stop()
+    assert run.pages_done == 30 and run.items_done == 600
+    assert_complete_listing(run, cats)
+    assert refetched(log) == {}
+    assert_ledgers_settled(run)
+
+
+def test_cancel_mid_run_stops_and_releases_every_reservation(tmp_path, demo_pricing):
+    set_settings(concurrency_per_run=2)
+    cats = make_categories(2, items=200)
+    log = tmp_path / "fetches.log"
+    workers = pool(tmp_path, DEMO_LATENCY_MS=60)
+    try:
+        workers.start(2)
+        run = start_run(cats)
+        wait_status_pages(run, at_least=3)
+        runs.run_cancel(run_id=run.pk)
+        wait_idle(run)
+        stopped_at = len(fetches(log))
+        time.sleep(0.5)
+        assert len(fetches(log)) == stopped_at
+    finally:
+        workers.stop()
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED and run.pages_done < 20
+    assert_ledgers_settled(run)
+
+
+def wait_status_pages(run, *, at_least: int, timeout: float = 60):
+    from tests.conftest import wait_for
+
+    wait_for(lambda: CollectionRun.objects.get(pk=run.pk).pages_done >= at_least, timeout=timeout,
+             message=f"{at_least} pages")
+
+
+@postgres_only
+@pytest.mark.parametrize("repeat", range(3))
+def test_four_workers_spend_at_most_the_cap_fetch_k_pages_and_pause_for_budget(tmp_path, demo_pricing, repeat):
+    k = 7 + repeat
+    page_cost = Decimal("0.01") + 20 * Decimal("0.001")
+    set_settings(concurrency_per_run=4, monthly_budget_cap=Decimal("1000"))
+    cats = make_categories(4, items=100)  # 20 full pages, each costing exactly page_cost
+    run = runs.run_create(source="demo", category_ids=[c.pk for c in cats])
+    runs.run_update_budget_cap(run_id=run.pk, budget_cap=page_cost * k)
+    workers = pool(tmp_path, DEMO_LATENCY_MS=20)
+    try:
+        workers.start(4)
+        runs.run_start(run_id=run.pk)
+        run = wait_status(run, RunStatus.PAUSED)
+        wait_idle(run)
+    finally:
+        workers.stop()
+    run.refresh_from_db()
+    assert run.pause_reason == PauseReason.BUDGET
+    assert run.spent == page_cost * k == run.budget_cap and run.reserved == 0
+    assert run.pages_done == k and len(fetches(tmp_path / "fetches.log")) == k
+    assert BudgetPeriod.objects.get().spent == run.spent

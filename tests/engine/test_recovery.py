@@ -24,7 +24,7 @@ from collection.models import (
 )
 from collection.services import runs
 from collection.services.budget import budget_reserve
-from tests.conftest import ROOT, Workers, make_categories, postgres_only, set_settings, wait_for, worker_env
+from tests.conftest import ROOT, Workers, make_categories, postgres_only, set_settings, worker_env
 from tests.engine.helpers import assert_complete_listing, fetches, refetched, start_run, wait_status
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.workers]

@@ -321,20 +321,20 @@ class Seller(models.Model):
     feedback_percent = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
     first_seen_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
-    times_seen = models.PositiveIntegerField(default=1)
+    times_seen = models.PositiveIntegerField(default=1, help_text="In how many runs the seller was seen.")
     first_seen_run = models.ForeignKey(
+        CollectionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_seen_run = models.ForeignKey(
         CollectionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["platform", "external_id"], name="seller_unique_external_id"),
+            models.UniqueConstraint(fields=["external_id", "platform"], name="seller_unique_external_id"),
         ]
-        indexes = [
-            models.Index(fields=["first_seen_run"], name="seller_first_run_idx"),
-            models.Index(fields=["feedback_score"], name="seller_feedback_idx"),
-        ]
+        indexes = [models.Index(fields=["feedback_score"], name="seller_feedback_idx")]
 
     def __str__(self):
         return self.name or self.external_id
@@ -358,10 +358,7 @@ class Product(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["platform", "external_id"], name="product_unique_external_id"),
-        ]
-        indexes = [
-            models.Index(fields=["first_seen_run"], name="product_first_run_idx"),
+            models.UniqueConstraint(fields=["external_id", "platform"], name="product_unique_external_id"),
         ]
 
     def __str__(self):

@@ -39,6 +39,18 @@ def current_month(today: date | None = None) -> date:
     return today.replace(day=1)
 
 
+_period_ids: dict[date, int] = {}
+
+
+def period_id_current() -> int:
+    """This month's ledger row id; cached per process (rows are never deleted)."""
+    month = current_month()
+    if month not in _period_ids:
+        _period_ids.clear()
+        _period_ids[month] = period_current().pk
+    return _period_ids[month]
+
+
 def period_current(*, settings: CollectionSettings | None = None) -> BudgetPeriod:
     """This month's ledger row, created with the monthly cap in force."""
     month = current_month()
@@ -49,18 +61,32 @@ def period_current(*, settings: CollectionSettings | None = None) -> BudgetPerio
     return period
 
 
-def budget_reserve(*, unit_id: int, run_id: int, amount: Decimal) -> None:
+class _StalePeriod(Exception):
+    pass
+
+
+def budget_reserve(*, unit_id: int, run_id: int, amount: Decimal) -> int:
     """Reserve `amount` for the unit's next page on the month and on the run (which must be
     running). Raises BudgetExceeded (scope "month" or "run") and reserves nothing if either
-    cap would be passed."""
-    period = period_current()
+    cap would be passed. Returns the id of the month's ledger row."""
+    try:
+        _reserve(unit_id, run_id, amount, period_id_current())
+    except _StalePeriod:  # the cached ledger row is gone (a test database was flushed)
+        _period_ids.clear()
+        _reserve(unit_id, run_id, amount, period_id_current())
+    return period_id_current()
+
+
+def _reserve(unit_id: int, run_id: int, amount: Decimal, period: int) -> None:
     with transaction.atomic():
         # The month is kept on the unit, so capture hits the same ledger row even when the
         # page straddles midnight at the end of a month.
-        RunUnit.objects.filter(pk=unit_id).update(reserved=F("reserved") + _money(amount), reserved_period=period)
-        if not BudgetPeriod.objects.filter(fits("cap", amount), pk=period.pk).update(
+        RunUnit.objects.filter(pk=unit_id).update(reserved=F("reserved") + _money(amount), reserved_period_id=period)
+        if not BudgetPeriod.objects.filter(fits("cap", amount), pk=period).update(
             reserved=F("reserved") + _money(amount)
         ):
+            if not BudgetPeriod.objects.filter(pk=period).exists():
+                raise _StalePeriod
             raise BudgetExceeded(
                 f"the next page may cost up to {amount}, more than is left of this month's budget",
                 scope="month", needed=amount,
@@ -74,24 +100,57 @@ def budget_reserve(*, unit_id: int, run_id: int, amount: Decimal) -> None:
             )
 
 
-def budget_settle(*, unit: RunUnit, spent: Decimal) -> Decimal:
-    """Turn the unit's whole reservation into `spent` (capped at the reservation) plus a release
-    of the rest, on the unit, its month and its run. Call inside the page's transaction.
-    Returns what was counted as spent."""
+def budget_settle(*, unit: RunUnit, spent: Decimal, unit_changes: dict | None = None,
+                  run_changes: dict | None = None) -> Decimal:
+    """Turn the unit's whole reservation into `spent` (at most the reservation) plus a release
+    of the rest, on the unit, its month and its run — together with any other changes the
+    caller makes to the unit and the run, in one UPDATE each. Call inside the page's
+    transaction, with the unit row locked. Returns what was counted as spent."""
     reserved = unit.reserved
     spent = min(max(spent, ZERO), reserved)
-    if reserved == ZERO:
-        return ZERO
-    RunUnit.objects.filter(pk=unit.pk).update(reserved=F("reserved") - _money(reserved), cost=F("cost") + _money(spent))
-    BudgetPeriod.objects.filter(pk=unit.reserved_period_id).update(
-        reserved=F("reserved") - _money(reserved), spent=F("spent") + _money(spent)
-    )
-    CollectionRun.objects.filter(pk=unit.run_id).update(
-        reserved=F("reserved") - _money(reserved), spent=F("spent") + _money(spent)
-    )
+    unit_changes = dict(unit_changes or {})
+    run_changes = dict(run_changes or {})
+    if reserved:
+        unit_changes.update(reserved=F("reserved") - _money(reserved), cost=F("cost") + _money(spent))
+        run_changes.update(reserved=F("reserved") - _money(reserved), spent=F("spent") + _money(spent))
+        BudgetPeriod.objects.filter(pk=unit.reserved_period_id).update(
+            reserved=F("reserved") - _money(reserved), spent=F("spent") + _money(spent)
+        )
+    if unit_changes:
+        RunUnit.objects.filter(pk=unit.pk).update(**unit_changes)
+    if run_changes:
+        CollectionRun.objects.filter(pk=unit.run_id).update(**run_changes)
     unit.reserved = ZERO
     unit.cost += spent
     return spent
+
+
+def budget_capture_and_reserve(*, run_id: int, period_id: int, reserved: Decimal, spent: Decimal,
+                               next_amount: Decimal | None, run_changes: dict) -> bool:
+    """The page path's ledger step, inside the checkpoint's transaction: capture `spent` of the
+    page's `reserved` amount on the month and the run, release the rest, and — when
+    `next_amount` is given — reserve the next page in the same conditional UPDATEs, so a page
+    costs one transaction, not two. The unit row must already be locked (lock order: unit,
+    month, run). Returns whether the next page is reserved; when it is not (a cap would be
+    passed or the run is no longer running) only the capture is made."""
+    captured = {"spent": F("spent") + _money(spent)}
+    if next_amount is not None:
+        change = spent - reserved + next_amount
+        reserve_next = BudgetPeriod.objects.filter(fits("cap", change), pk=period_id).update(
+            reserved=F("reserved") + _money(next_amount - reserved), **captured
+        )
+        if reserve_next:
+            if CollectionRun.objects.filter(fits("budget_cap", change), pk=run_id, status=RunStatus.RUNNING).update(
+                reserved=F("reserved") + _money(next_amount - reserved), **captured, **run_changes
+            ):
+                return True
+            BudgetPeriod.objects.filter(pk=period_id).update(reserved=F("reserved") - _money(next_amount))
+        else:
+            BudgetPeriod.objects.filter(pk=period_id).update(reserved=F("reserved") - _money(reserved), **captured)
+    else:
+        BudgetPeriod.objects.filter(pk=period_id).update(reserved=F("reserved") - _money(reserved), **captured)
+    CollectionRun.objects.filter(pk=run_id).update(reserved=F("reserved") - _money(reserved), **captured, **run_changes)
+    return False
 
 
 def budget_capture(*, unit: RunUnit, actual: Decimal) -> Decimal:

@@ -165,17 +165,21 @@ def unit_advance(*, unit_id: int, token: str, slice_seconds: float | None = None
 def _advance(unit: RunUnit, owner: str, settings: CollectionSettings, slice_seconds: float | None) -> str:
     source = get_source(unit.run.source)
     category = unit.category
-    deadline = time.monotonic() + (slice_seconds if slice_seconds is not None else django_settings.COLLECTION_SLICE_SECONDS)
+    slice_seconds = django_settings.COLLECTION_SLICE_SECONDS if slice_seconds is None else slice_seconds
+    deadline = time.monotonic() + slice_seconds
     cursor, page_index = unit.cursor, unit.pages_done
+    reserved = None  # the next page's reservation, when the previous checkpoint already made it
     while True:
-        if time.monotonic() >= deadline:
-            return _unit_yield(unit, owner)
-        amount = source.max_page_cost(category=category, cursor=cursor)
-        try:
-            budget_reserve(unit_id=unit.pk, run_id=unit.run_id, amount=amount)
-        except BudgetExceeded as refused:
-            _pause_quietly(unit.run_id, PauseReason.BUDGET, {"unit": unit.pk, "needed": str(amount), "scope": refused.scope})
-            return _unit_stop(unit, owner)
+        if reserved is None:
+            if time.monotonic() >= deadline:
+                return _unit_yield(unit, owner)
+            reserved = source.max_page_cost(category=category, cursor=cursor)
+            try:
+                period_id = budget_reserve(unit_id=unit.pk, run_id=unit.run_id, amount=reserved)
+            except BudgetExceeded as refused:
+                detail = {"unit": unit.pk, "needed": str(reserved), "scope": refused.scope}
+                _pause_quietly(unit.run_id, PauseReason.BUDGET, detail)
+                return _unit_stop(unit, owner)
         try:
             page = source.fetch_page(category=category, cursor=cursor)
         except QuotaExhausted as error:
@@ -189,9 +193,14 @@ def _advance(unit: RunUnit, owner: str, settings: CollectionSettings, slice_seco
             return _unit_failed_page(unit, owner, settings, error=str(error), retry_after=error.retry_after,
                                      charged=error.charged, retryable=error.retryable,
                                      fatal=isinstance(error, FatalSourceError))
+        next_reservation = None
+        if page.next_cursor is not None and time.monotonic() < deadline:
+            next_reservation = source.max_page_cost(category=category, cursor=page.next_cursor)
         result = unit_checkpoint(
-            unit_id=unit.pk, lease_owner=owner, page_index=page_index, page=page, platform=source.platform,
-            lease_seconds=settings.lease_seconds, warn_percent=settings.warning_threshold_percent,
+            unit_id=unit.pk, run_id=unit.run_id, category_id=unit.category_id, lease_owner=owner,
+            page_index=page_index, page=page, platform=source.platform,
+            lease_seconds=settings.lease_seconds, reserved=reserved, period_id=period_id,
+            next_reservation=next_reservation, warn_percent=settings.warning_threshold_percent,
         )
         if result is None:  # the lease was lost (recovery took over): the page is not ours to record
             return "lease_lost"
@@ -199,6 +208,7 @@ def _advance(unit: RunUnit, owner: str, settings: CollectionSettings, slice_seco
             run_dispatch(run_id=unit.run_id)
             return "done"
         cursor, page_index = page.next_cursor, page_index + 1
+        reserved = next_reservation if result.next_reserved else None
 
 
 def _pause_quietly(run_id: int, reason: str, detail: dict, quota_resets_at=None) -> None:

@@ -14,6 +14,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 
 from django.conf import settings
 
@@ -27,11 +28,8 @@ def _hash(*parts: object) -> int:
     return int.from_bytes(hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest(), "big")
 
 
-def demo_seller(category_id: str, index: int) -> SellerItem:
-    h = _hash("seller", category_id, index)
-    # Square the uniform draw: low seller numbers are much more frequent (a few big sellers).
-    u = (h % 1_000_003) / 1_000_003
-    n = int(u * u * SELLER_POPULATION)
+@lru_cache(maxsize=SELLER_POPULATION)
+def _seller(n: int) -> SellerItem:
     return SellerItem(
         external_id=f"demo-seller-{n:05d}",
         name=f"Demo Seller {n}",
@@ -40,8 +38,15 @@ def demo_seller(category_id: str, index: int) -> SellerItem:
     )
 
 
+def demo_seller(category_id: str, index: int) -> SellerItem:
+    h = _hash("seller", category_id, index)
+    # Square the uniform draw: low seller numbers are much more frequent (a few big sellers).
+    u = (h % 1_000_003) / 1_000_003
+    return _seller(int(u * u * SELLER_POPULATION))
+
+
 def demo_item(category_id: str, index: int) -> ProductItem:
-    cents = 99 + _hash("price", category_id, index) % 50_000
+    cents = 99 + (_hash("seller", category_id, index) >> 24) % 50_000
     return ProductItem(
         external_id=f"demo-{category_id}-{index}",
         title=f"Demo item {index} of category {category_id}",

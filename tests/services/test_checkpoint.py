@@ -5,7 +5,7 @@ from django.test import override_settings
 
 from collection.models import CollectionRun, Product, RunStatus, RunUnit, Seller, UnitStatus
 from collection.services import runs
-from collection.services.budget import budget_reserve
+from collection.services.budget import budget_reserve, period_current
 from collection.services.checkpoint import unit_checkpoint, upsert_items
 from collection.sources import Page, ProductItem, SellerItem
 from tests.conftest import make_categories
@@ -24,16 +24,23 @@ def items(*pairs) -> list[ProductItem]:
 
 def test_upserting_items_already_stored_creates_no_duplicates():
     cat = make_categories(1)[0]
+    first_run = runs.run_create(source="demo", category_ids=[cat.pk])
+    second_run = runs.run_create(source="demo", category_ids=[cat.pk])
     new = upsert_items(platform="demo", items=items(("p1", "alice"), ("p2", "bob"), ("p3", "alice")),
-                       run_id=None, category_id=cat.pk)
+                       run_id=first_run.pk, category_id=cat.pk)
     assert new == 2
     again = upsert_items(platform="demo", items=items(("p1", "alice"), ("p4", "bob"), ("p5", "carol")),
-                         run_id=None, category_id=cat.pk)
+                         run_id=first_run.pk, category_id=cat.pk)
     assert again == 1
     assert Seller.objects.count() == 3 and Product.objects.count() == 5
     alice = Seller.objects.get(external_id="alice")
-    assert alice.times_seen == 2 and alice.feedback_percent == Decimal("99.5")
+    assert alice.times_seen == 1 and alice.feedback_percent == Decimal("99.5")  # one run has seen her
     assert Product.objects.get(external_id="p4").seller.external_id == "bob"
+
+    upsert_items(platform="demo", items=items(("p1", "alice")), run_id=second_run.pk, category_id=cat.pk)
+    alice.refresh_from_db()
+    assert (alice.times_seen, alice.first_seen_run_id, alice.last_seen_run_id) == (2, first_run.pk, second_run.pk)
+    assert Product.objects.count() == 5
     # the same external id on another platform is another seller
     upsert_items(platform="other", items=items(("p1", "alice")), run_id=None, category_id=None)
     assert Seller.objects.filter(external_id="alice").count() == 2
@@ -48,18 +55,17 @@ def test_checkpoint_records_a_page_once_and_ignores_pages_the_cursor_has_passed(
     RunUnit.objects.filter(pk=unit.pk).update(status=UnitStatus.RUNNING, lease_owner="me")
     page = Page(items=items(("a", "s1"), ("b", "s2")), next_cursor={"offset": 2}, cost=Decimal("0.01"))
 
-    budget_reserve(unit_id=unit.pk, run_id=run.pk, amount=Decimal("0.01"))
-    first = unit_checkpoint(unit_id=unit.pk, lease_owner="me", page_index=0, page=page, platform="demo",
-                            lease_seconds=60)
+    period = budget_reserve(unit_id=unit.pk, run_id=run.pk, amount=Decimal("0.01"))
+    held = {"reserved": Decimal("0.01"), "period_id": period, "lease_seconds": 60, "platform": "demo",
+            "run_id": run.pk, "category_id": cat.pk}
+    first = unit_checkpoint(unit_id=unit.pk, lease_owner="me", page_index=0, page=page, **held)
     assert first.items == 2 and first.sellers_new == 2 and not first.done
     snapshot = (RunUnit.objects.values("cursor", "pages_done", "items_done", "cost").get(pk=unit.pk),
                 CollectionRun.objects.values("pages_done", "items_done", "spent", "reserved").get(pk=run.pk),
                 Seller.objects.count(), Product.objects.count())
     # replaying page 0 (the cursor is already past it) or checkpointing without the lease changes nothing
-    assert unit_checkpoint(unit_id=unit.pk, lease_owner="me", page_index=0, page=page, platform="demo",
-                           lease_seconds=60) is None
-    assert unit_checkpoint(unit_id=unit.pk, lease_owner="someone-else", page_index=1, page=page,
-                           platform="demo", lease_seconds=60) is None
+    assert unit_checkpoint(unit_id=unit.pk, lease_owner="me", page_index=0, page=page, **held) is None
+    assert unit_checkpoint(unit_id=unit.pk, lease_owner="someone-else", page_index=1, page=page, **held) is None
     assert snapshot == (RunUnit.objects.values("cursor", "pages_done", "items_done", "cost").get(pk=unit.pk),
                         CollectionRun.objects.values("pages_done", "items_done", "spent", "reserved").get(pk=run.pk),
                         Seller.objects.count(), Product.objects.count())
@@ -67,10 +73,38 @@ def test_checkpoint_records_a_page_once_and_ignores_pages_the_cursor_has_passed(
 
     last = Page(items=items(("c", "s1"), ("d", "s3")), next_cursor=None, cost=Decimal("0.01"), total=4)
     budget_reserve(unit_id=unit.pk, run_id=run.pk, amount=Decimal("0.01"))
-    done = unit_checkpoint(unit_id=unit.pk, lease_owner="me", page_index=1, page=last, platform="demo",
-                           lease_seconds=60)
+    done = unit_checkpoint(unit_id=unit.pk, lease_owner="me", page_index=1, page=last, **held)
     assert done.done and done.sellers_new == 1
     unit.refresh_from_db()
     assert (unit.status, unit.lease_owner, unit.pages_done, unit.items_done) == (UnitStatus.DONE, "", 2, 4)
     run.refresh_from_db()
     assert (run.pages_done, run.items_done, run.units_done, run.spent, run.reserved) == (2, 4, 1, Decimal("0.02"), 0)
+
+
+@override_settings(DEMO_PAGE_SIZE=2, DEMO_COST_PER_REQUEST="0.01", DEMO_COST_PER_RESULT="0")
+def test_checkpoint_reserves_the_next_page_in_the_same_transaction_only_when_it_fits():
+    cat = make_categories(1, items=6)[0]
+    run = runs.run_create(source="demo", category_ids=[cat.pk])
+    runs.run_update_budget_cap(run_id=run.pk, budget_cap="0.025")
+    CollectionRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING)
+    unit = run.units.get()
+    RunUnit.objects.filter(pk=unit.pk).update(status=UnitStatus.RUNNING, lease_owner="me")
+    page = Page(items=items(("a", "s1")), next_cursor={"offset": 2}, cost=Decimal("0.008"))
+    period = budget_reserve(unit_id=unit.pk, run_id=run.pk, amount=Decimal("0.01"))
+    held = {"period_id": period, "lease_seconds": 60, "platform": "demo", "next_reservation": Decimal("0.01"),
+            "run_id": run.pk, "category_id": cat.pk}
+
+    first = unit_checkpoint(unit_id=unit.pk, lease_owner="me", page_index=0, page=page, reserved=Decimal("0.01"), **held)
+    assert first.next_reserved
+    run.refresh_from_db()
+    unit.refresh_from_db()
+    assert (run.spent, run.reserved, unit.reserved, unit.cost) == (Decimal("0.008"), Decimal("0.01"), Decimal("0.01"),
+                                                                    Decimal("0.008"))
+    # 0.008 + 0.008 spent + 0.01 next would pass the cap of 0.025: captured, not reserved
+    second = unit_checkpoint(unit_id=unit.pk, lease_owner="me", page_index=1, page=page, reserved=Decimal("0.01"),
+                             **held)
+    assert not second.next_reserved
+    run.refresh_from_db()
+    unit.refresh_from_db()
+    assert (run.spent, run.reserved, unit.reserved, unit.cost) == (Decimal("0.016"), 0, 0, Decimal("0.016"))
+    assert period_current().reserved == 0 and period_current().spent == Decimal("0.016")

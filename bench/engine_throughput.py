@@ -1,0 +1,230 @@
+#!/usr/bin/env python
+"""Engine throughput on PostgreSQL, side by side with a raw-psycopg floor, in one run.
+
+    .venv/bin/python bench/engine_throughput.py            # or: make bench
+
+Scenarios (demo source, 100 items per page):
+  floor-1 / floor-2   raw psycopg, 1 or 2 processes: per page one transaction that upserts the
+                      page's sellers and its 100 products with ON CONFLICT and updates the
+                      unit — the same writes as the engine, and nothing else.
+                      (floor-N-products-only skips the sellers: shown for reference.)
+  engine-1 / engine-2 the real engine: N `manage.py db_worker` processes, 0 ms latency.
+  latency-50ms        8 workers, concurrency 8, 50 ms per page: ideal 8 / 0.05 s = 160 pages/s.
+
+Targets: engine-N ≥ 50% of floor-N; latency-50ms ≥ 90% of 160 pages/s.
+Uses BENCH_DATABASE_URL (default postgres://root@127.0.0.1:5432/collection_bench), created if missing.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from multiprocessing import Process, Queue
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://root@127.0.0.1:5432/collection_bench")
+PAGE_SIZE = 100
+
+
+def ensure_database() -> None:
+    import psycopg
+
+    url = urlparse(DB_URL)
+    name = url.path.lstrip("/")
+    admin = url._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def setup_django(**env) -> None:
+    os.environ["DATABASE_URL"] = DB_URL
+    os.environ["DEMO_PAGE_SIZE"] = str(PAGE_SIZE)
+    os.environ.update({k: str(v) for k, v in env.items()})
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ["COLLECTION_RECOVER_ON_START"] = "false"
+    import django
+
+    django.setup()
+
+
+def reset(concurrency: int = 1) -> None:
+    from django.db import connection
+
+    from collection.models import CollectionSettings
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE collection_product, collection_seller, collection_runevent, collection_rununit, "
+            "collection_collectionrun, collection_category, collection_budgetperiod, django_tasks_database_dbtaskresult "
+            "RESTART IDENTITY CASCADE"
+        )
+    settings = CollectionSettings.load()
+    settings.concurrency_per_run = concurrency
+    settings.run_budget_cap = settings.monthly_budget_cap = 10**6
+    settings.save()
+
+
+def make_categories(count: int, pages_each: int, prefix: str):
+    from collection.models import Category
+
+    return [
+        Category.objects.create(platform="demo", external_id=f"{prefix}-{i}", name=f"Bench {prefix} {i}",
+                                known_item_count=pages_each * PAGE_SIZE)
+        for i in range(count)
+    ]
+
+
+# --- floor ------------------------------------------------------------------------------------
+# The same writes per page as the engine, with nothing else: one transaction that inserts the
+# page's new sellers (ON CONFLICT DO NOTHING) and looks up the known ones, upserts its 100
+# products (ON CONFLICT) and updates the unit. The products-only variant skips the sellers
+# (for reference).
+
+
+def floor_worker(category_id: int, external_id: str, unit_id: int, run_id: int, pages: int, with_sellers: bool,
+                 out: Queue) -> None:
+    import psycopg
+    from django.utils import timezone
+
+    from collection.models import Product, Seller
+    from collection.services.checkpoint import (
+        PRODUCT_COLUMNS,
+        PRODUCT_CONFLICT,
+        SELLER_COLUMNS,
+        SELLER_CONFLICT,
+        insert_rows,
+        product_rows,
+        seller_rows,
+    )
+    from collection.sources.demo import demo_item
+
+    with psycopg.connect(DB_URL) as conn:
+        cursor = conn.cursor()
+        for page in range(pages):
+            now = timezone.now()
+            items = [demo_item(external_id, i) for i in range(page * PAGE_SIZE, (page + 1) * PAGE_SIZE)]
+            sellers = {item.seller.external_id: item.seller for item in items}
+            with conn.transaction():
+                seller_ids = {}
+                if with_sellers:  # new sellers inserted, known ones looked up (as the engine does)
+                    rows = insert_rows(cursor, Seller, SELLER_COLUMNS, seller_rows("demo", sellers, run_id, now),
+                                       SELLER_CONFLICT, returning="id, external_id")
+                    seller_ids = {ext: pk for pk, ext in rows}
+                    known = [key for key in sellers if key not in seller_ids]
+                    if known:
+                        seller_ids.update(conn.execute(
+                            "SELECT external_id, id FROM collection_seller WHERE platform = 'demo' "
+                            "AND external_id = ANY(%s::varchar[])", [known]).fetchall())
+                insert_rows(cursor, Product, PRODUCT_COLUMNS,
+                            product_rows("demo", items, seller_ids, category_id, run_id, now), PRODUCT_CONFLICT)
+                conn.execute(
+                    "UPDATE collection_rununit SET cursor = %s, pages_done = pages_done + 1, "
+                    "items_done = items_done + %s WHERE id = %s",
+                    [json.dumps({"offset": (page + 1) * PAGE_SIZE}), PAGE_SIZE, unit_id],
+                )
+    out.put(pages)
+
+
+def run_floor(processes: int, pages_each: int, with_sellers: bool = True) -> float:
+    from collection.services import runs
+
+    reset()
+    cats = make_categories(processes, pages_each, "floor")
+    run = runs.run_create(source="demo", category_ids=[c.pk for c in cats], budget_cap="1000")
+    units = {u.category_id: u.pk for u in run.units.all()}
+    out: Queue = Queue()
+    procs = [
+        Process(target=floor_worker, args=(c.pk, c.external_id, units[c.pk], run.pk, pages_each, with_sellers, out))
+        for c in cats
+    ]
+    started = time.perf_counter()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    elapsed = time.perf_counter() - started
+    return processes * pages_each / elapsed
+
+
+# --- engine -----------------------------------------------------------------------------------
+
+
+def start_workers(n: int, env: dict) -> list[subprocess.Popen]:
+    child_env = {**os.environ, **{k: str(v) for k, v in env.items()}}
+    return [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "db_worker", "--no-reload", "--interval", "0.02", "--no-startup-delay",
+             "-v", "0"],
+            cwd=ROOT, env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for _ in range(n)
+    ]
+
+
+def run_engine(workers: int, *, categories: int, pages_each: int, concurrency: int, latency_ms: int = 0) -> float:
+    from collection.models import CollectionRun
+    from collection.services import runs
+
+    reset(concurrency)
+    cats = make_categories(categories, pages_each, "engine")
+    run = runs.run_create(source="demo", category_ids=[c.pk for c in cats])
+    procs = start_workers(workers, {"DEMO_LATENCY_MS": latency_ms, "COLLECTION_SLICE_SECONDS": 30})
+    try:
+        time.sleep(2.0)  # let the workers boot before the clock starts
+        started = time.perf_counter()
+        runs.run_start(run_id=run.pk)
+        while CollectionRun.objects.values_list("status", flat=True).get(pk=run.pk) == "running":
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - started
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait()
+    run.refresh_from_db()
+    assert run.status == "completed", run.status
+    return run.pages_done / elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pages", type=int, default=300, help="pages per category in the 0 ms scenarios")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    ensure_database()
+    setup_django(DEMO_COST_PER_REQUEST="0.001", DEMO_COST_PER_RESULT="0")
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    results = {}
+    for n in (1, 2):
+        results[f"floor-{n}"] = run_floor(n, args.pages)
+        results[f"floor-{n}-products-only"] = run_floor(n, args.pages, with_sellers=False)
+        results[f"engine-{n}"] = run_engine(n, categories=n, pages_each=args.pages, concurrency=n)
+    results["latency-50ms"] = run_engine(8, categories=8, pages_each=60, concurrency=8, latency_ms=50)
+    report = {
+        "pages_per_second": {k: round(v, 1) for k, v in results.items()},
+        "engine_vs_floor": {f"{n} worker(s)": round(results[f"engine-{n}"] / results[f"floor-{n}"], 3) for n in (1, 2)},
+        "latency_vs_ideal": round(results["latency-50ms"] / 160, 3),
+    }
+    report["targets_met"] = all(v >= 0.5 for v in report["engine_vs_floor"].values()) and report["latency_vs_ideal"] >= 0.9
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for name, value in report["pages_per_second"].items():
+            print(f"{name:>14}: {value:8.1f} pages/s")
+        for name, ratio in report["engine_vs_floor"].items():
+            print(f"engine / floor, {name}: {ratio:.0%} (target ≥ 50%)")
+        print(f"latency 50 ms, concurrency 8: {report['latency_vs_ideal']:.0%} of 160 pages/s (target ≥ 90%)")
+        print("targets met" if report["targets_met"] else "TARGETS MISSED")
+    return 0 if report["targets_met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

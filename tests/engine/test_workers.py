@@ -30,7 +30,7 @@ def demo_pricing(settings):
 
 
 def pool(tmp_path, **env) -> Workers:
-    return Workers(tmp_path, DEMO_FETCH_LOG=tmp_path / "fetches.log", COLLECTION_SLICE_SECONDS=1, **PAGE, **env)
+    return Workers(tmp_path, **{"DEMO_FETCH_LOG": tmp_path / "fetches.log", "COLLECTION_SLICE_SECONDS": 1, **PAGE, **env})
 
 
 def test_a_run_completes_with_exactly_the_items_and_sellers_the_source_defines(tmp_path, demo_pricing):
@@ -129,3 +129,21 @@ def test_four_workers_spend_at_most_the_cap_fetch_k_pages_and_pause_for_budget(t
     assert run.spent == page_cost * k == run.budget_cap and run.reserved == 0
     assert run.pages_done == k and len(fetches(tmp_path / "fetches.log")) == k
     assert BudgetPeriod.objects.get().spent == run.spent
+
+
+def test_runs_share_workers_fairly(tmp_path, demo_pricing):
+    """One worker, a long run started first: a short run started after it is not starved."""
+    set_settings(concurrency_per_run=1)
+    long_cats = make_categories(1, items=2000)  # 100 pages
+    short_cats = make_categories(1, items=60, start=10)  # 3 pages
+    workers = pool(tmp_path, DEMO_LATENCY_MS=20, COLLECTION_SLICE_SECONDS=0.2)
+    try:
+        workers.start(1)
+        long_run = start_run(long_cats)
+        wait_status_pages(long_run, at_least=3)
+        short_run = wait_status(start_run(short_cats), RunStatus.COMPLETED)
+        long_run.refresh_from_db()
+        assert long_run.status == RunStatus.RUNNING and long_run.pages_done < 60
+        assert short_run.pages_done == 3
+    finally:
+        workers.stop()

@@ -28,6 +28,7 @@ FAULTS = {
     "charged": lambda: RetryableSourceError("timeout after the provider billed", charged=Decimal("0.005")),
     "permanent": lambda: PermanentSourceError("HTTP 400: category does not exist"),
     "fatal": lambda: FatalSourceError("HTTP 401: check credentials"),
+    "bug": lambda: ValueError("an unexpected error in the source"),
     "quota": lambda: QuotaExhausted("daily call quota used up", resets_at=timezone.now() + timedelta(hours=3)),
 }
 

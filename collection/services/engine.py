@@ -152,9 +152,11 @@ def unit_advance(*, unit_id: int, token: str, slice_seconds: float | None = None
         outcome = _advance(unit, owner, settings, slice_seconds)
     except Exception as error:  # a bug or a database outage: do not strand the unit
         logger.exception("unit %s: unexpected error", unit_id)
-        outcome = ("retry", f"{type(error).__name__}: {error}", None)
+        message = f"{type(error).__name__}: {error}"
         try:
-            _unit_failed_page(unit, owner, settings, error=outcome[1], retry_after=None, charged=None)
+            # The page may have been fetched (and charged) before the error: an unknown outcome
+            # is counted as spent, like a dead worker's reservation.
+            _unit_failed_page(unit, owner, settings, error=message, retry_after=None, charged=ALL_RESERVED)
         except Exception:
             logger.exception("unit %s: could not record the error; recovery will take it over", unit_id)
             raise
@@ -219,12 +221,17 @@ def _pause_quietly(run_id: int, reason: str, detail: dict, quota_resets_at=None)
         pass
 
 
+ALL_RESERVED = object()  # "charged": the outcome is unknown, count the whole reservation as spent
+
+
 def _settle_failed_page(unit: RunUnit, owner: str, charged) -> None:
     with transaction.atomic():
         locked = RunUnit.objects.select_for_update().get(pk=unit.pk)
         if locked.lease_owner != owner:
             return
-        if charged:
+        if charged is ALL_RESERVED:
+            budget_settle(unit=locked, spent=locked.reserved)
+        elif charged:
             budget_settle(unit=locked, spent=charged)
         else:
             budget_release(unit=locked)

@@ -99,3 +99,14 @@ def test_budget_pause_then_raise_the_cap_and_resume(settings):
     run = drain(run)
     assert (run.status, run.pages_done, run.spent) == (RunStatus.COMPLETED, 5, Decimal("0.10"))
     assert_ledgers_settled(run)
+
+
+def test_an_unexpected_error_is_retried_and_its_reservation_counted_as_spent(flaky):
+    flaky({"demo-1": ["bug"]})
+    run = drain(start_run(make_categories(1, items=30), source="flaky"))
+    assert run.status == RunStatus.COMPLETED and run.items_done == 30
+    retry = RunEvent.objects.get(run=run, kind=EventKind.UNIT_RETRY)
+    assert "ValueError: an unexpected error in the source" in retry.detail["error"]
+    # 3 pages at 0.01, plus the failed attempt's reservation: its outcome is unknown
+    assert run.spent == Decimal("0.04")
+    assert_ledgers_settled(run)

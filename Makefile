@@ -21,6 +21,7 @@ install: $(STAMP)
 
 migrate: install
 	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py collectstatic --noinput -v0
 
 run: migrate
 	$(PY) manage.py collection_load_demo

@@ -4,6 +4,7 @@ Defaults are safe for local use: an embedded SQLite database, DEBUG off unless a
 and a throwaway secret key only when DEBUG is on. Production is switched on by environment.
 """
 
+import sys
 from pathlib import Path
 
 import environ
@@ -124,7 +125,7 @@ STORAGES = {
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
-            if (STATIC_ROOT / "staticfiles.json").exists()
+            if (STATIC_ROOT / "staticfiles.json").exists() or sys.argv[1:2] == ["collectstatic"]
             else "django.contrib.staticfiles.storage.StaticFilesStorage"
         )
     },

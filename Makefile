@@ -7,10 +7,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint demo bench migrate install clean
 
+# Python 3.13: pyenv's (as .python-version asks), else one on PATH, else pyenv installs it.
 $(PY):
-	@command -v pyenv >/dev/null 2>&1 && pyenv install -s $(PYTHON_VERSION) >/dev/null 2>&1 || true
-	@PYBIN=$$( (command -v pyenv >/dev/null 2>&1 && pyenv which python$(PYTHON_VERSION) 2>/dev/null) || command -v python$(PYTHON_VERSION) || command -v python3 ); \
-	  echo "creating $(VENV) with $$PYBIN"; $$PYBIN -m venv $(VENV)
+	@PYBIN=$$( (command -v pyenv >/dev/null 2>&1 && pyenv which python$(PYTHON_VERSION) 2>/dev/null) || command -v python$(PYTHON_VERSION) ); \
+	if [ -z "$$PYBIN" ] && command -v pyenv >/dev/null 2>&1; then \
+	  pyenv install -s $(PYTHON_VERSION) && PYBIN=$$(pyenv which python$(PYTHON_VERSION)); fi; \
+	if [ -z "$$PYBIN" ]; then echo "Python $(PYTHON_VERSION) not found: install it (pyenv install $(PYTHON_VERSION))" >&2; exit 1; fi; \
+	echo "creating $(VENV) with $$PYBIN"; $$PYBIN -m venv $(VENV)
 
 $(STAMP): $(PY) requirements.txt requirements-dev.txt
 	$(PIP) install --quiet --upgrade pip

@@ -98,6 +98,10 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
     # Bind parameters on the server: the engine's per-page upserts carry ~1,000 parameters,
     # which client-side binding would quote in Python on every page (see bench/).
     _db["OPTIONS"]["server_side_binding"] = env.bool("DATABASE_SERVER_SIDE_BINDING", default=True)
+    # Prepare a statement on the server once it has run this many times on a connection (the
+    # engine repeats the same few statements for every page); empty disables it.
+    if env.str("DATABASE_PREPARE_THRESHOLD", default="5"):
+        _db["OPTIONS"]["prepare_threshold"] = env.int("DATABASE_PREPARE_THRESHOLD", default=5)
     _db["CONN_MAX_AGE"] = 0
     if env.str("TEST_DATABASE_NAME", default=""):
         _db["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME")}

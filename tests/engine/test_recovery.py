@@ -25,17 +25,10 @@ from collection.models import (
 from collection.services import runs
 from collection.services.budget import budget_reserve
 from tests.conftest import ROOT, Workers, make_categories, postgres_only, set_settings, worker_env
-from tests.engine.helpers import assert_complete_listing, fetches, refetched, start_run, wait_status
+from tests.engine.helpers import PAGE, assert_complete_listing, fetches, refetched, start_run, wait_status
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.workers]
 
-PAGE = {"DEMO_PAGE_SIZE": 20, "DEMO_COST_PER_REQUEST": "0.01", "DEMO_COST_PER_RESULT": "0.001"}
-
-
-@pytest.fixture
-def demo_pricing(settings):
-    for key, value in PAGE.items():
-        setattr(settings, key, value)
 
 
 @postgres_only

@@ -9,6 +9,7 @@ from collection.models import BudgetPeriod, CollectionRun, EventKind, PauseReaso
 from collection.services import runs
 from tests.conftest import Workers, make_categories, postgres_only, set_settings
 from tests.engine.helpers import (
+    PAGE,
     assert_complete_listing,
     assert_ledgers_settled,
     fetches,
@@ -20,13 +21,6 @@ from tests.engine.helpers import (
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.workers]
 
-PAGE = {"DEMO_PAGE_SIZE": 20, "DEMO_COST_PER_REQUEST": "0.01", "DEMO_COST_PER_RESULT": "0.001"}
-
-
-@pytest.fixture
-def demo_pricing(settings):
-    for key, value in PAGE.items():
-        setattr(settings, key, value)
 
 
 def pool(tmp_path, **env) -> Workers:

@@ -141,3 +141,23 @@ def test_runs_share_workers_fairly(tmp_path, demo_pricing):
         assert short_run.pages_done == 3
     finally:
         workers.stop()
+
+
+def test_at_most_concurrency_per_run_units_are_in_flight(tmp_path, demo_pricing):
+    from collection.models import RunUnit, UnitStatus
+
+    set_settings(concurrency_per_run=2)
+    cats = make_categories(6, items=60)
+    workers = pool(tmp_path, DEMO_LATENCY_MS=20, COLLECTION_SLICE_SECONDS=0.1)
+    seen = set()
+    try:
+        workers.start(4)
+        run = start_run(cats)
+        while CollectionRun.objects.get(pk=run.pk).status == RunStatus.RUNNING:
+            in_flight = RunUnit.objects.filter(run=run, status__in=[UnitStatus.QUEUED, UnitStatus.RUNNING]).count()
+            seen.add(in_flight)
+            time.sleep(0.01)
+    finally:
+        workers.stop()
+    assert max(seen) == 2
+    assert CollectionRun.objects.get(pk=run.pk).status == RunStatus.COMPLETED

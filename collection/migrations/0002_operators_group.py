@@ -1,7 +1,16 @@
-"""Create the "Operators" group holding collection.automation."""
+"""Create the "Operators" group: collection.automation plus what the admin console needs."""
 
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
+
+
+OPERATOR_PERMISSIONS = [
+    "automation",
+    "view_collectionrun", "add_collectionrun", "change_collectionrun", "delete_collectionrun",
+    "view_collectionsettings", "change_collectionsettings",
+    "view_category", "add_category", "change_category",
+    "view_rununit", "view_runevent", "view_budgetperiod", "view_seller", "view_product",
+]
 
 
 def create_group(apps, schema_editor):
@@ -13,7 +22,7 @@ def create_group(apps, schema_editor):
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
     group, _ = Group.objects.get_or_create(name="Operators")
-    group.permissions.add(Permission.objects.get(content_type__app_label="collection", codename="automation"))
+    group.permissions.add(*Permission.objects.filter(content_type__app_label="collection", codename__in=OPERATOR_PERMISSIONS))
 
 
 def remove_group(apps, schema_editor):

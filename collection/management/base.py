@@ -1,0 +1,58 @@
+"""Shared plumbing for the collection commands: JSON output and domain errors → exit codes."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from django.core.management.base import BaseCommand, CommandError
+
+from collection.models import CollectionRun
+from collection.services.errors import BudgetExceeded, CollectionError, InvalidInput, InvalidTransition
+
+
+class CollectionCommand(BaseCommand):
+    """Subclasses implement `run(**options)`; domain errors become a clear message and a
+    non-zero exit code (2 bad input, 3 over budget, 4 illegal transition, 1 otherwise)."""
+
+    json_option = True
+
+    def add_arguments(self, parser):
+        if self.json_option:
+            parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
+
+    def handle(self, *args, **options):
+        try:
+            return self.run(*args, **options)
+        except BudgetExceeded as error:
+            if options.get("json"):
+                self.print_json({"code": error.code, "detail": error.reason, "estimate": error.estimate})
+            raise CommandError(f"over budget: {error.reason}", returncode=3) from None
+        except InvalidInput as error:
+            raise CommandError(f"invalid input: {error}", returncode=2) from None
+        except InvalidTransition as error:
+            raise CommandError(str(error), returncode=4) from None
+        except CollectionError as error:
+            raise CommandError(str(error)) from None
+
+    def print_json(self, data) -> None:
+        self.stdout.write(json.dumps(data, indent=2, default=_default))
+
+
+def _default(value):
+    if isinstance(value, Decimal):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+RUN_FIELDS = ("id", "source", "status", "pause_reason", "budget_cap", "spent", "reserved", "estimated_cost",
+              "currency", "units_total", "units_done", "units_failed", "pages_done", "items_done", "sellers_new",
+              "error", "created_at", "started_at", "paused_at", "finished_at")
+
+
+def run_as_dict(run: CollectionRun) -> dict:
+    data = {name: getattr(run, name) for name in RUN_FIELDS}
+    data["progress"] = run.progress_percent
+    return data

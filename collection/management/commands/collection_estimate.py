@@ -1,0 +1,27 @@
+from collection.management.base import CollectionCommand
+from collection.services.estimate import estimate
+
+
+class Command(CollectionCommand):
+    help = "Estimate a run: items, pages and cost per category, the applicable cap, and whether it fits."
+
+    def add_arguments(self, parser):
+        super().add_arguments(parser)
+        parser.add_argument("source", help="source key, e.g. demo")
+        parser.add_argument("categories", nargs="+", help="category ids")
+        parser.add_argument("--cap", help="the run's budget cap (default: the per-run cap in settings)")
+
+    def run(self, *, source, categories, cap, json, **options):
+        est = estimate(source=source, category_ids=categories, budget_cap=cap).as_dict()
+        if json:
+            self.print_json(est)
+        else:
+            for row in est["categories"]:
+                known = "" if row["items_known"] else " (default count)"
+                self.stdout.write(f"{row['id']:>6}  {row['name'][:40]:<40} {row['items']:>8} items{known:<16} "
+                                  f"{row['pages']:>5} pages  {row['cost']:>12}")
+            self.stdout.write(f"total: {est['items']} items, {est['pages']} pages, {est['total_cost']} {est['currency']}")
+            self.stdout.write(f"cap: {est['cap']} {est['currency']} ({est['cap_reason']})")
+            self.stdout.write("within budget" if est["within_budget"] else f"OVER BUDGET: {est['reason']}")
+        if not est["within_budget"]:
+            raise SystemExit(3)

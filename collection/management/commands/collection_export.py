@@ -1,0 +1,43 @@
+import sys
+
+from collection.exports import csv_rows
+from collection.management.base import CollectionCommand
+from collection.models import Product, Seller
+
+FIELDS = {
+    "sellers": (Seller, ("id", "platform", "external_id", "name", "feedback_score", "feedback_percent", "times_seen",
+                         "first_seen_at", "last_seen_at", "first_seen_run_id")),
+    "products": (Product, ("id", "platform", "external_id", "title", "price", "currency", "url",
+                           "seller__external_id", "category__external_id", "first_seen_at", "last_seen_at",
+                           "first_seen_run_id")),
+}
+
+
+class Command(CollectionCommand):
+    help = "Export sellers or products to CSV (streamed: any number of rows), to stdout or --output FILE."
+    json_option = False
+
+    def add_arguments(self, parser):
+        parser.add_argument("what", choices=sorted(FIELDS))
+        parser.add_argument("--output", "-o", help="file to write (default: stdout)")
+        parser.add_argument("--platform", help="only this platform")
+        parser.add_argument("--run", type=int, help="only rows first seen in this run")
+
+    def run(self, *, what, output, platform, run, **options):
+        model, fields = FIELDS[what]
+        queryset = model.objects.all()
+        if platform:
+            queryset = queryset.filter(platform=platform)
+        if run:
+            queryset = queryset.filter(first_seen_run_id=run)
+        rows = 0
+        target = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+        try:
+            for line in csv_rows(queryset, fields):
+                target.write(line)
+                rows += 1
+        finally:
+            if output:
+                target.close()
+        if output:
+            self.stderr.write(f"{rows - 1} {what} written to {output}")

@@ -1,0 +1,99 @@
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from collection.models import CollectionRun, RunStatus
+from collection.services.checkpoint import upsert_items
+from collection.sources.demo import demo_item
+from tests.conftest import ROOT, Workers, make_categories, worker_env
+
+pytestmark = pytest.mark.django_db
+
+
+def out(capsys, *args) -> str:
+    call_command(*args)
+    return capsys.readouterr().out
+
+
+def test_estimate_prints_a_table_or_json_and_exits_3_when_over_budget(capsys):
+    cats = make_categories(2, items=40)
+    ids = [str(c.pk) for c in cats]
+    text = out(capsys, "collection_estimate", "demo", *ids)
+    assert "total: 80 items, 4 pages, 0.1200 USD" in text and "within budget" in text
+    data = json.loads(out(capsys, "collection_estimate", "demo", *ids, "--json"))
+    assert data["total_cost"] == "0.1200" and data["within_budget"] is True
+    with pytest.raises(SystemExit) as exit_:
+        call_command("collection_estimate", "demo", *ids, "--cap", "0.05")
+    assert exit_.value.code == 3 and "OVER BUDGET" in capsys.readouterr().out
+
+
+def test_bad_input_exits_2_and_names_the_field():
+    with pytest.raises(CommandError) as caught:
+        call_command("collection_run", "demo", "999999")
+    assert caught.value.returncode == 2 and "categories" in str(caught.value)
+    with pytest.raises(CommandError) as caught:
+        call_command("collection_run", "nope", "1")
+    assert caught.value.returncode == 2 and "source" in str(caught.value)
+
+
+def test_run_refused_over_budget_exits_3_and_creates_nothing():
+    cats = make_categories(1, items=40)
+    with pytest.raises(CommandError) as caught:
+        call_command("collection_run", "demo", str(cats[0].pk), "--cap", "0.01")
+    assert caught.value.returncode == 3 and "over budget" in str(caught.value)
+    assert CollectionRun.objects.count() == 0
+
+
+def test_lifecycle_commands_and_status(capsys, django_capture_on_commit_callbacks):
+    cats = make_categories(1, items=40)
+    with django_capture_on_commit_callbacks(execute=False):
+        data = json.loads(out(capsys, "collection_run", "demo", str(cats[0].pk), "--json"))
+    run_id = data["id"]
+    assert data["status"] == "running" and data["budget_cap"] == "100.0000"
+    assert out(capsys, "collection_pause", str(run_id)) == f"run #{run_id}: paused\n"
+    with pytest.raises(CommandError) as caught:
+        call_command("collection_pause", str(run_id))
+    assert caught.value.returncode == 4 and "cannot pause a paused run" in str(caught.value)
+    with django_capture_on_commit_callbacks(execute=False):
+        assert json.loads(out(capsys, "collection_resume", str(run_id), "--json"))[0]["status"] == "running"
+    assert "cancelled" in out(capsys, "collection_cancel", str(run_id))
+    table = out(capsys, "collection_status")
+    assert table.splitlines()[0].split()[:3] == ["id", "status", "reason"] and "cancelled" in table
+    assert json.loads(out(capsys, "collection_status", str(run_id), "--json"))[0]["status"] == "cancelled"
+    with pytest.raises(CommandError) as caught:
+        call_command("collection_status", "424242")
+    assert "does not exist" in str(caught.value)
+
+
+def test_export_streams_csv_to_a_file(tmp_path, capsys):
+    cat = make_categories(1)[0]
+    upsert_items(platform="demo", items=[demo_item("x", i) for i in range(30)], run_id=None, category_id=cat.pk)
+    target = tmp_path / "products.csv"
+    call_command("collection_export", "products", "--output", str(target))
+    rows = list(csv.reader(target.open()))
+    assert rows[0][2] == "external_id" and len(rows) == 31
+    assert "30 products written" in capsys.readouterr().err
+    sellers = out(capsys, "collection_export", "sellers")
+    assert sellers.splitlines()[0].startswith("id,platform,external_id")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_wait_follows_a_real_worker_to_the_end(tmp_path):
+    cats = make_categories(2, items=60)
+    workers = Workers(tmp_path)
+    try:
+        workers.start(1)
+        done = subprocess.run(
+            [sys.executable, "manage.py", "collection_run", "demo", *[str(c.pk) for c in cats], "--wait"],
+            cwd=ROOT, env=worker_env(), capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        workers.stop()
+    assert done.returncode == 0, done.stderr
+    assert "completed" in done.stdout and "pages 6, items 120" in done.stdout
+    assert "pages" in done.stderr  # the progress bar
+    assert CollectionRun.objects.get().status == RunStatus.COMPLETED

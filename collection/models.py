@@ -364,3 +364,20 @@ class Product(models.Model):
 
     def __str__(self):
         return self.title
+
+
+class IdempotencyKey(models.Model):
+    """The first response to a POST carrying an Idempotency-Key, replayed to its retries."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="A hash of the request body.")
+    status_code = models.PositiveSmallIntegerField(null=True)
+    response = models.JSONField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_unique_per_user")]
+
+    def __str__(self):
+        return self.key

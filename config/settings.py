@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_filters",
     "django_tasks_db",
     "collection",
 ]
@@ -158,9 +159,10 @@ TASKS = {
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Token first: an anonymous request is told how to authenticate (401 with WWW-Authenticate).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["collection.api.permissions.CanAutomate"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

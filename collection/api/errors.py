@@ -1,5 +1,6 @@
 """Domain errors → HTTP, in one place."""
 
+from django.core.exceptions import SuspiciousOperation
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -22,4 +23,7 @@ def exception_handler(exc, context):
         )
     if isinstance(exc, RunNotFound):
         return Response({"code": exc.code, "detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+    if isinstance(exc, SuspiciousOperation):  # e.g. too many fields, a body over the upload limit
+        return Response({"code": "bad_request", "detail": str(exc) or "Malformed request."},
+                        status=status.HTTP_400_BAD_REQUEST)
     return drf_exception_handler(exc, context)

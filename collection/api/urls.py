@@ -1,5 +1,17 @@
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-router = DefaultRouter()
+from . import views
 
-urlpatterns = router.urls
+router = DefaultRouter()
+router.register("categories", views.CategoryViewSet, basename="category")
+router.register("runs", views.RunViewSet, basename="run")
+router.register("sellers", views.SellerViewSet, basename="seller")
+router.register("products", views.ProductViewSet, basename="product")
+
+urlpatterns = [
+    path("settings/", views.SettingsView.as_view(), name="settings"),
+    path("sources/", views.SourcesView.as_view(), name="sources"),
+    path("estimate/", views.EstimateView.as_view(), name="estimate"),
+    *router.urls,
+]

@@ -1,0 +1,48 @@
+import django_filters
+
+from collection.models import Category, CollectionRun, Product, Seller
+
+
+class RunFilter(django_filters.FilterSet):
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = CollectionRun
+        fields = ["status", "source"]
+
+
+class CategoryFilter(django_filters.FilterSet):
+    class Meta:
+        model = Category
+        fields = ["platform"]
+
+
+class SellerFilter(django_filters.FilterSet):
+    first_seen_run = django_filters.NumberFilter(field_name="first_seen_run_id", min_value=1)
+    category = django_filters.NumberFilter(method="in_category", min_value=1)
+    feedback_score_min = django_filters.NumberFilter(field_name="feedback_score", lookup_expr="gte")
+    feedback_score_max = django_filters.NumberFilter(field_name="feedback_score", lookup_expr="lte")
+    feedback_percent_min = django_filters.NumberFilter(field_name="feedback_percent", lookup_expr="gte")
+    feedback_percent_max = django_filters.NumberFilter(field_name="feedback_percent", lookup_expr="lte")
+
+    class Meta:
+        model = Seller
+        fields = ["platform"]
+
+    def in_category(self, queryset, name, value):
+        return queryset.filter(pk__in=Product.objects.filter(category_id=value).values("seller_id"))
+
+
+class ProductFilter(django_filters.FilterSet):
+    first_seen_run = django_filters.NumberFilter(field_name="first_seen_run_id", min_value=1)
+    category = django_filters.NumberFilter(field_name="category_id", min_value=1)
+    seller = django_filters.NumberFilter(field_name="seller_id", min_value=1)
+    feedback_score_min = django_filters.NumberFilter(field_name="seller__feedback_score", lookup_expr="gte")
+    feedback_score_max = django_filters.NumberFilter(field_name="seller__feedback_score", lookup_expr="lte")
+    price_min = django_filters.NumberFilter(field_name="price", lookup_expr="gte")
+    price_max = django_filters.NumberFilter(field_name="price", lookup_expr="lte")
+
+    class Meta:
+        model = Product
+        fields = ["platform"]

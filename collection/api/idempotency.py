@@ -1,0 +1,58 @@
+"""Idempotency-Key for POST runs/: a retried request gets the first response and creates
+nothing new. Keys are per user; reusing a key with a different body is refused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from django.db import IntegrityError, transaction
+from rest_framework import status
+from rest_framework.exceptions import APIException
+from rest_framework.response import Response
+
+from collection.models import IdempotencyKey
+
+HEADER = "Idempotency-Key"
+
+
+class KeyReused(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "idempotency_key_reused"
+    default_detail = "This Idempotency-Key was used with a different request body."
+
+
+class KeyInvalid(APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "invalid"
+    default_detail = {"Idempotency-Key": ["Must be 1 to 255 printable characters."]}
+
+
+def fingerprint(data) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def replay_or_run(request, create) -> Response:
+    """Run `create()` (which returns a Response) once per (user, key); replay it afterwards."""
+    key = request.headers.get(HEADER)
+    if key is None:
+        return create()
+    if not key or len(key) > 255 or not key.isprintable():
+        raise KeyInvalid
+    body = fingerprint(request.data)
+    for _ in range(2):
+        found = IdempotencyKey.objects.filter(user=request.user, key=key).first()
+        if found is not None:
+            if found.fingerprint != body:
+                raise KeyReused
+            return Response(found.response, status=found.status_code, headers={"Idempotent-Replayed": "true"})
+        try:
+            with transaction.atomic():
+                record = IdempotencyKey.objects.create(user=request.user, key=key, fingerprint=body)
+                response = create()
+                record.status_code, record.response = response.status_code, response.data
+                record.save(update_fields=["status_code", "response"])
+                return response
+        except IntegrityError:
+            continue  # a concurrent request with the same key won: replay its response
+    raise KeyReused

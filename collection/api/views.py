@@ -1,0 +1,212 @@
+"""The REST API. Thin: parse with a serializer, call a service, render; errors are mapped to
+HTTP in one place (collection/api/errors.py)."""
+
+from django.http import StreamingHttpResponse
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.filters import OrderingFilter, SearchFilter
+from rest_framework.pagination import CursorPagination
+from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from collection.exports import csv_response
+from collection.models import Category, CollectionSettings, Product, RunEvent, RunUnit, Seller
+from collection.selectors import runs_with_categories
+from collection.services import runs
+from collection.services.estimate import estimate
+from collection.sources import get_source, source_keys
+
+from . import serializers as s
+from .filters import CategoryFilter, ProductFilter, RunFilter, SellerFilter
+from .idempotency import replay_or_run
+
+ERRORS = {
+    400: OpenApiResponse(OpenApiTypes.OBJECT, description="Invalid input (errors by field) or over budget"),
+    404: OpenApiResponse(OpenApiTypes.OBJECT, description="Unknown id"),
+    409: OpenApiResponse(OpenApiTypes.OBJECT, description="Illegal transition"),
+}
+
+
+class SettingsView(APIView):
+    @extend_schema(responses=s.SettingsSerializer)
+    def get(self, request):
+        return Response(s.SettingsSerializer(CollectionSettings.load()).data)
+
+    @extend_schema(request=s.SettingsSerializer, responses={200: s.SettingsSerializer, 400: ERRORS[400]})
+    def patch(self, request):
+        serializer = s.SettingsSerializer(CollectionSettings.load(), data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        saved = runs.settings_update(actor=request.user, **serializer.validated_data)
+        return Response(s.SettingsSerializer(saved).data)
+
+
+class SourcesView(APIView):
+    @extend_schema(responses=s.SourceSerializer(many=True))
+    def get(self, request):
+        return Response([get_source(key).describe() for key in source_keys()])
+
+
+class EstimateView(APIView):
+    @extend_schema(request=s.EstimateRequestSerializer, responses={200: s.EstimateSerializer, 400: ERRORS[400]})
+    def post(self, request):
+        data = _valid(s.EstimateRequestSerializer, request.data)
+        est = estimate(source=data["source"], category_ids=data["categories"], budget_cap=data.get("budget_cap"))
+        return Response(est.as_dict())
+
+
+class CategoryViewSet(viewsets.ReadOnlyModelViewSet):
+    lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 in JSON
+    queryset = Category.objects.all().order_by("platform", "name", "id")
+    serializer_class = s.CategorySerializer
+    filter_backends = [DjangoFilterBackend, SearchFilter]
+    filterset_class = CategoryFilter
+    search_fields = ["name", "=external_id"]
+
+
+@extend_schema_view(
+    create=extend_schema(request=s.RunCreateSerializer, responses={201: s.RunSerializer, 400: ERRORS[400]},
+                         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)]),
+    partial_update=extend_schema(request=s.RunUpdateSerializer, responses={200: s.RunSerializer, 400: ERRORS[400],
+                                                                           409: ERRORS[409]}),
+    destroy=extend_schema(responses={204: None, 409: ERRORS[409]}),
+)
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    lookup_value_regex = "[^/]+"
+    serializer_class = s.RunSerializer
+    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filterset_class = RunFilter
+    ordering_fields = ["id", "created_at", "status", "spent"]
+    ordering = ["-created_at", "-id"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        return runs_with_categories()
+
+    def create(self, request):
+        def make():
+            data = _valid(s.RunCreateSerializer, request.data)
+            run = runs.run_create(source=data["source"], category_ids=data["categories"],
+                                  budget_cap=data.get("budget_cap"), actor=request.user)
+            return Response(self._render(run.pk), status=status.HTTP_201_CREATED)
+
+        return replay_or_run(request, make)
+
+    def partial_update(self, request, pk=None):
+        data = _valid(s.RunUpdateSerializer, request.data)
+        run = runs.run_update_budget_cap(run_id=self.get_object().pk, budget_cap=data["budget_cap"],
+                                         actor=request.user)
+        return Response(self._render(run.pk))
+
+    def destroy(self, request, pk=None):
+        runs.run_delete(run_id=self.get_object().pk, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _render(self, run_id: int) -> dict:
+        return s.RunSerializer(self.get_queryset().get(pk=run_id)).data
+
+    def _transition(self, request, service):
+        run = service(run_id=self.get_object().pk, actor=request.user)
+        return Response(self._render(run.pk))
+
+    @extend_schema(request=None, responses={200: s.RunSerializer, 404: ERRORS[404], 409: ERRORS[409]})
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        return self._transition(request, runs.run_start)
+
+    @extend_schema(request=None, responses={200: s.RunSerializer, 404: ERRORS[404], 409: ERRORS[409]})
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        return self._transition(request, runs.run_pause)
+
+    @extend_schema(request=None, responses={200: s.RunSerializer, 404: ERRORS[404], 409: ERRORS[409]})
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        return self._transition(request, runs.run_resume)
+
+    @extend_schema(request=None, responses={200: s.RunSerializer, 404: ERRORS[404], 409: ERRORS[409]})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        return self._transition(request, runs.run_cancel)
+
+    @extend_schema(responses=s.UnitSerializer(many=True))
+    @action(detail=True, methods=["get"], serializer_class=s.UnitSerializer, filter_backends=[])
+    def units(self, request, pk=None):
+        units = RunUnit.objects.filter(run_id=self.get_object().pk).select_related("category").order_by("id")
+        page = self.paginate_queryset(units)
+        return self.get_paginated_response(s.UnitSerializer(page, many=True).data)
+
+    @extend_schema(responses=s.EventSerializer(many=True))
+    @action(detail=True, methods=["get"], serializer_class=s.EventSerializer, filter_backends=[])
+    def events(self, request, pk=None):
+        events = RunEvent.objects.filter(run_id=self.get_object().pk).select_related("actor").order_by("id")
+        page = self.paginate_queryset(events)
+        return self.get_paginated_response(s.EventSerializer(page, many=True).data)
+
+
+class CSVRenderer(BaseRenderer):
+    """Lets `?format=csv` through content negotiation; the views stream the CSV themselves."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return b""
+
+
+class ByIdCursor(CursorPagination):
+    ordering = "id"
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+class DiscoveredViewSet(viewsets.ReadOnlyModelViewSet):
+    """Sellers and products: search, filters, ordering, cursor pagination, `?format=csv`."""
+
+    lookup_value_regex = "[^/]+"
+    renderer_classes = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
+    pagination_class = ByIdCursor
+    filter_backends = [DjangoFilterBackend, SearchFilter, OrderingFilter]
+    ordering_fields = ["id", "first_seen_at", "last_seen_at"]
+    csv_fields: tuple[str, ...] = ()
+
+    def list(self, request, *args, **kwargs):
+        if request.accepted_renderer.format == "csv":
+            queryset = self.filter_queryset(self.get_queryset())
+            return csv_response(queryset, self.csv_fields, filename=f"{self.basename}s.csv")
+        return super().list(request, *args, **kwargs)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if isinstance(response, StreamingHttpResponse):
+            return response
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+class SellerViewSet(DiscoveredViewSet):
+    queryset = Seller.objects.all()
+    serializer_class = s.SellerSerializer
+    filterset_class = SellerFilter
+    search_fields = ["=external_id", "name"]
+    csv_fields = ("id", "platform", "external_id", "name", "feedback_score", "feedback_percent", "times_seen",
+                  "first_seen_at", "last_seen_at", "first_seen_run_id")
+
+
+class ProductViewSet(DiscoveredViewSet):
+    queryset = Product.objects.select_related("seller")
+    serializer_class = s.ProductSerializer
+    filterset_class = ProductFilter
+    search_fields = ["=external_id", "title"]
+    ordering_fields = [*DiscoveredViewSet.ordering_fields, "price"]
+    csv_fields = ("id", "platform", "external_id", "title", "price", "currency", "url", "seller__external_id",
+                  "category__external_id", "first_seen_at", "last_seen_at", "first_seen_run_id")
+
+
+def _valid(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data

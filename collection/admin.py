@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from collection.charts import spend_chart_svg
 from collection.exports import csv_response
 from collection.models import (
     Category,
@@ -92,7 +93,14 @@ class CollectionRunAdmin(admin.ModelAdmin):
                        "units_total", "units_done", "units_failed", "pages_done", "pages_estimated", "items_done",
                        "sellers_new", "error", "created_by", "created_at", "started_at", "paused_at", "finished_at",
                        "quota_resets_at", "estimate")
-    fields = ("budget_cap", *readonly_fields)
+    fields = ("budget_cap", "spend_chart", *readonly_fields)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("spend_chart", *self.readonly_fields)
+
+    @admin.display(description="spend over time")
+    def spend_chart(self, run):
+        return spend_chart_svg(run)
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, run):

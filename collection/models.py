@@ -294,6 +294,21 @@ class RunEvent(models.Model):
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.kind}"
 
 
+class SpendSample(models.Model):
+    """A run's spend at a moment, written every few seconds while it runs (for the chart)."""
+
+    run = models.ForeignKey(CollectionRun, on_delete=models.CASCADE, related_name="spend_samples")
+    at = models.DateTimeField()
+    spent = models.DecimalField(**MONEY)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["run", "at"], name="sample_run_at_idx")]
+
+    def __str__(self):
+        return f"{self.at:%H:%M:%S} {self.spent}"
+
+
 class BudgetPeriod(models.Model):
     """One calendar month of the monthly budget; every run's reservations pass through it."""
 

@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from django.conf import settings as django_settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Subquery
 from django.tasks import default_task_backend
 from django.utils import timezone
 
@@ -31,6 +31,7 @@ from collection.models import (
     PauseReason,
     RunStatus,
     RunUnit,
+    SpendSample,
     UnitStatus,
 )
 from collection.sources import (
@@ -76,6 +77,15 @@ def mark_queued(unit_ids: list[int], *, delay: float = 0, status_from=None) -> N
             lease_owner="", lease_expires_at=None,
         )
         transaction.on_commit(lambda u=unit_id, t=token: unit_enqueue(unit_id=u, token=t, delay=delay))
+
+
+SAMPLE_SECONDS = 2.0
+
+
+def spend_sample(*, run_id: int) -> None:
+    """Note the run's spend now (the console charts spend over time against the cap)."""
+    spent = CollectionRun.objects.filter(pk=run_id).values("spent")[:1]
+    SpendSample.objects.create(run_id=run_id, at=timezone.now(), spent=Subquery(spent))
 
 
 def run_dispatch(*, run_id: int) -> int:
@@ -171,6 +181,7 @@ def _advance(unit: RunUnit, owner: str, settings: CollectionSettings, slice_seco
     deadline = time.monotonic() + slice_seconds
     cursor, page_index = unit.cursor, unit.pages_done
     reserved = None  # the next page's reservation, when the previous checkpoint already made it
+    next_sample = time.monotonic() + SAMPLE_SECONDS
     while True:
         if reserved is None:
             if time.monotonic() >= deadline:
@@ -206,6 +217,9 @@ def _advance(unit: RunUnit, owner: str, settings: CollectionSettings, slice_seco
         )
         if result is None:  # the lease was lost (recovery took over): the page is not ours to record
             return "lease_lost"
+        if time.monotonic() >= next_sample or result.done:
+            spend_sample(run_id=unit.run_id)
+            next_sample = time.monotonic() + SAMPLE_SECONDS
         if result.done:
             run_dispatch(run_id=unit.run_id)
             return "done"

@@ -154,3 +154,23 @@ def test_every_console_page_renders(console):
                 reverse("admin:collection_seller_change", args=[Seller.objects.first().pk]),
                 reverse("admin:collection_product_change", args=[Product.objects.first().pk])]:
         assert console.get(url).status_code == 200, url
+
+
+def test_run_page_charts_spend_against_the_cap_and_refreshes_while_running(console):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from collection.models import SpendSample
+
+    run = new_runs(1, status=RunStatus.RUNNING)[0]
+    start = timezone.now() - timedelta(seconds=30)
+    CollectionRun.objects.filter(pk=run.pk).update(started_at=start, spent=Decimal("0.05"))
+    for seconds, spent in [(10, "0.02"), (20, "0.04")]:
+        SpendSample.objects.create(run=run, at=start + timedelta(seconds=seconds), spent=Decimal(spent))
+    page = console.get(reverse("admin:collection_collectionrun_change", args=[run.pk])).content.decode()
+    assert "<svg" in page and "<polyline" in page and "cap 100.00 USD" in page
+    assert '<meta http-equiv="refresh" content="5">' in page
+    CollectionRun.objects.filter(pk=run.pk).update(status=RunStatus.COMPLETED)
+    page = console.get(reverse("admin:collection_collectionrun_change", args=[run.pk])).content.decode()
+    assert 'http-equiv="refresh"' not in page

@@ -72,6 +72,9 @@ class RunCreateForm(forms.Form):
     )
     budget_cap = forms.DecimalField(required=False, min_value=0, max_digits=14, decimal_places=4,
                                     help_text="Optional: at most the per-run cap in settings.")
+    probe = forms.BooleanField(required=False, initial=True, label="Probe unknown categories",
+                               help_text="Ask the source how many items unknown categories hold (one call each, "
+                                         "counted against its quota); otherwise the settings default is used.")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -186,10 +189,11 @@ class CollectionRunAdmin(admin.ModelAdmin):
             ids = [c.pk for c in data["categories"]]
             try:
                 if "_estimate" in request.POST:
-                    preview = estimate(source=data["source"], category_ids=ids, budget_cap=data["budget_cap"]).as_dict()
+                    preview = estimate(source=data["source"], category_ids=ids, budget_cap=data["budget_cap"],
+                                       probe=data["probe"]).as_dict()
                 else:
                     run = runs.run_create(source=data["source"], category_ids=ids, budget_cap=data["budget_cap"],
-                                          actor=request.user)
+                                          actor=request.user, probe=data["probe"])
                     self.message_user(request, f"Run #{run.pk} created ({run.estimated_cost} {run.currency} "
                                                f"estimated). Start it from the list.", messages.SUCCESS)
                     return redirect("admin:collection_collectionrun_change", run.pk)

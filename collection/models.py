@@ -221,6 +221,10 @@ class RunUnit(models.Model):
     items_done = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(**MONEY, default=ZERO)
     reserved = models.DecimalField(**MONEY, default=ZERO, help_text="The in-flight page's reservation.")
+    quota_reserved = models.PositiveSmallIntegerField(default=0, help_text="Calls reserved for the page in flight.")
+    quota_period = models.ForeignKey(
+        "QuotaPeriod", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+    )
     reserved_period = models.ForeignKey(
         "BudgetPeriod", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
         help_text="The month ledger that holds the in-flight reservation.",
@@ -307,6 +311,26 @@ class SpendSample(models.Model):
 
     def __str__(self):
         return f"{self.at:%H:%M:%S} {self.spent}"
+
+
+class QuotaPeriod(models.Model):
+    """A source's call quota for one UTC day: like money, reserved before a call, then used."""
+
+    source = models.CharField(max_length=32)
+    day = models.DateField()
+    limit = models.PositiveIntegerField()
+    used = models.PositiveIntegerField(default=0)
+    reserved = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day", "source"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "day"], name="quota_one_row_per_source_day"),
+            models.CheckConstraint(condition=Q(used__lte=F("limit") - F("reserved")), name="quota_within_limit"),
+        ]
+
+    def __str__(self):
+        return f"{self.source} {self.day}: {self.used}+{self.reserved}/{self.limit}"
 
 
 class BudgetPeriod(models.Model):

@@ -185,6 +185,7 @@ SPECTACULAR_SETTINGS = {
 # Sources are backends, registered by key with a dotted path (like Django's other backends).
 COLLECTION_SOURCES = {
     "demo": "collection.sources.demo.DemoSource",
+    "ebay": "collection.sources.ebay.EbaySource",
     **env.dict("COLLECTION_EXTRA_SOURCES", default={}),
 }
 # A task advances one unit for at most this long before yielding its worker to other runs.
@@ -203,6 +204,17 @@ DEMO_COST_PER_RESULT = env.str("DEMO_COST_PER_RESULT", default="0.001")
 DEMO_LATENCY_MS = env.int("DEMO_LATENCY_MS", default=0)
 # Optional path: the demo source appends one line per fetched page (tests count refetches).
 DEMO_FETCH_LOG = env.str("DEMO_FETCH_LOG", default="")
+
+# eBay Browse API (collection/sources/ebay.py). Credentials live in the environment only.
+EBAY_CLIENT_ID = env.str("EBAY_CLIENT_ID", default="")
+EBAY_CLIENT_SECRET = env.str("EBAY_CLIENT_SECRET", default="")
+EBAY_ENV = env.str("EBAY_ENV", default="sandbox")
+EBAY_MARKETPLACE_ID = env.str("EBAY_MARKETPLACE_ID", default="EBAY_US")
+EBAY_BASE_URL = env.str("EBAY_BASE_URL", default="")
+EBAY_PAGE_SIZE = env.int("EBAY_PAGE_SIZE", default=200)
+EBAY_COST_PER_CALL = env.str("EBAY_COST_PER_CALL", default="0")
+EBAY_DAILY_CALL_QUOTA = env.int("EBAY_DAILY_CALL_QUOTA", default=5000)
+EBAY_TIMEOUT_SECONDS = env.float("EBAY_TIMEOUT_SECONDS", default=10.0)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

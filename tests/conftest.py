@@ -56,10 +56,25 @@ def categories(db):
     return make_categories(3)
 
 
+def operators_group() -> Group:
+    """The group the data migration creates (transactional tests flush it away: recreate it)."""
+    import importlib
+
+    from django.apps import apps
+    from django.contrib.auth.models import Permission
+
+    group, created = Group.objects.get_or_create(name="Operators")
+    if created:
+        codenames = importlib.import_module("collection.migrations.0002_operators_group").OPERATOR_PERMISSIONS
+        group.permissions.add(*Permission.objects.filter(content_type__app_label="collection", codename__in=codenames))
+    assert apps.is_installed("collection")
+    return group
+
+
 @pytest.fixture
 def operator(db):
     user = User.objects.create_user("op", password="op-password-123", is_staff=True)
-    user.groups.add(Group.objects.get(name="Operators"))
+    user.groups.add(operators_group())
     return user
 
 

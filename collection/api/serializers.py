@@ -43,6 +43,7 @@ class CategorySerializer(serializers.ModelSerializer):
 
 
 class EstimateRequestSerializer(serializers.Serializer):
+    probe = serializers.BooleanField(default=True, help_text="Ask the source for unknown categories' sizes.")
     source = serializers.CharField(max_length=32)
     categories = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
                                        allow_empty=False, max_length=MAX_CATEGORIES)
@@ -57,6 +58,8 @@ class CategoryEstimateSerializer(serializers.Serializer):
     items_known = serializers.BooleanField()
     pages = serializers.IntegerField()
     cost = serializers.DecimalField(max_digits=14, decimal_places=4)
+    probed = serializers.BooleanField()
+    probe_error = serializers.CharField(allow_blank=True)
 
 
 class EstimateSerializer(serializers.Serializer):
@@ -72,6 +75,7 @@ class EstimateSerializer(serializers.Serializer):
     reason = serializers.CharField(allow_blank=True)
     requested_cap = serializers.DecimalField(max_digits=14, decimal_places=4, allow_null=True)
     month_remaining = serializers.DecimalField(max_digits=14, decimal_places=4)
+    probe_calls = serializers.IntegerField()
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -96,6 +100,7 @@ class RunSerializer(serializers.ModelSerializer):
 
 
 class RunCreateSerializer(serializers.Serializer):
+    probe = serializers.BooleanField(default=True, help_text="Ask the source for unknown categories' sizes.")
     source = serializers.CharField(max_length=32)
     categories = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
                                        allow_empty=False, max_length=MAX_CATEGORIES)

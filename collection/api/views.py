@@ -54,7 +54,8 @@ class EstimateView(APIView):
     @extend_schema(request=s.EstimateRequestSerializer, responses={200: s.EstimateSerializer, 400: ERRORS[400]})
     def post(self, request):
         data = _valid(s.EstimateRequestSerializer, request.data)
-        est = estimate(source=data["source"], category_ids=data["categories"], budget_cap=data.get("budget_cap"))
+        est = estimate(source=data["source"], category_ids=data["categories"], budget_cap=data.get("budget_cap"),
+                       probe=data["probe"])
         return Response(est.as_dict())
 
 
@@ -90,7 +91,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         def make():
             data = _valid(s.RunCreateSerializer, request.data)
             run = runs.run_create(source=data["source"], category_ids=data["categories"],
-                                  budget_cap=data.get("budget_cap"), actor=request.user)
+                                  budget_cap=data.get("budget_cap"), actor=request.user, probe=data["probe"])
             return Response(self._render(run.pk), status=status.HTTP_201_CREATED)
 
         return replay_or_run(request, make)

@@ -172,6 +172,21 @@ def budget_capture_and_reserve(*, run_id: int, period_id: int, reserved: Decimal
     return False
 
 
+def budget_charge_month(*, amount: Decimal) -> bool:
+    """Spend `amount` on this month's ledger outside any run (e.g. estimate probes), only if it
+    fits. Returns whether it was charged."""
+    if amount <= 0:
+        return True
+    for _ in range(2):
+        period = period_id_current()
+        if BudgetPeriod.objects.filter(fits("cap", amount), pk=period).update(spent=F("spent") + _money(amount)):
+            return True
+        if BudgetPeriod.objects.filter(pk=period).exists():
+            return False
+        _period_ids.clear()  # the cached ledger row is gone (a test database was flushed)
+    return False
+
+
 def budget_capture(*, unit: RunUnit, actual: Decimal) -> Decimal:
     """The page was fetched and cost `actual`: spend it and release the rest."""
     return budget_settle(unit=unit, spent=actual)

@@ -44,6 +44,7 @@ from collection.sources import (
 from .budget import budget_release, budget_reserve, budget_settle
 from .checkpoint import unit_checkpoint
 from .errors import BudgetExceeded, InvalidTransition
+from .quota import quota_reserve, quota_settle_unit
 from .runs import event_write, run_complete, run_fail, run_pause
 
 logger = logging.getLogger("collection.engine")
@@ -164,6 +165,7 @@ def unit_advance(*, unit_id: int, token: str, slice_seconds: float | None = None
         logger.exception("unit %s: unexpected error", unit_id)
         message = f"{type(error).__name__}: {error}"
         try:
+            quota_settle_unit(unit=RunUnit.objects.get(pk=unit.pk))
             # The page may have been fetched (and charged) before the error: an unknown outcome
             # is counted as spent, like a dead worker's reservation.
             _unit_failed_page(unit, owner, settings, error=message, retry_after=None, charged=ALL_RESERVED)
@@ -193,9 +195,21 @@ def _advance(unit: RunUnit, owner: str, settings: CollectionSettings, slice_seco
                 detail = {"unit": unit.pk, "needed": str(reserved), "scope": refused.scope}
                 _pause_quietly(unit.run_id, PauseReason.BUDGET, detail)
                 return _unit_stop(unit, owner)
+        quota_limit = getattr(source, "daily_call_quota", None)
+        if quota_limit:
+            try:
+                period = quota_reserve(source=source.key, limit=quota_limit, unit_id=unit.pk)
+            except QuotaExhausted as error:
+                _settle_failed_page(unit, owner, 0)
+                _pause_quietly(unit.run_id, PauseReason.QUOTA, {"unit": unit.pk, "error": str(error),
+                                                               "resets_at": error.resets_at.isoformat()},
+                               quota_resets_at=error.resets_at)
+                return _unit_stop(unit, owner)
+            unit.quota_reserved, unit.quota_period_id = 1, period.pk
         try:
             page = source.fetch_page(category=category, cursor=cursor)
         except QuotaExhausted as error:
+            quota_settle_unit(unit=unit, used=0)
             _settle_failed_page(unit, owner, error.charged)
             detail = {"unit": unit.pk, "error": str(error)}
             if error.resets_at:
@@ -203,9 +217,11 @@ def _advance(unit: RunUnit, owner: str, settings: CollectionSettings, slice_seco
             _pause_quietly(unit.run_id, PauseReason.QUOTA, detail, quota_resets_at=error.resets_at)
             return _unit_stop(unit, owner)
         except SourceError as error:
+            quota_settle_unit(unit=unit)  # the call was made (or may have been)
             return _unit_failed_page(unit, owner, settings, error=str(error), retry_after=error.retry_after,
                                      charged=error.charged, retryable=error.retryable,
                                      fatal=isinstance(error, FatalSourceError))
+        quota_settle_unit(unit=unit, used=page.quota_used)
         next_reservation = None
         if page.next_cursor is not None and time.monotonic() < deadline:
             next_reservation = source.max_page_cost(category=category, cursor=page.next_cursor)

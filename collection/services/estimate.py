@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 
+from django.utils import timezone
+
 from collection.models import Category, CollectionSettings
 from collection.sources import BaseSource, UnknownSource, get_source
 
@@ -24,6 +26,8 @@ class CategoryEstimate:
     items_known: bool
     pages: int
     cost: Decimal
+    probed: bool = False
+    probe_error: str = ""
 
 
 @dataclass
@@ -40,6 +44,7 @@ class Estimate:
     reason: str = ""
     requested_cap: Decimal | None = None
     month_remaining: Decimal = Decimal("0")
+    probe_calls: int = 0
     category_ids: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -73,7 +78,46 @@ def resolve_categories(source: BaseSource, ids: list[int]) -> list[Category]:
     return [found[i] for i in ids]
 
 
-def estimate(*, source: str, category_ids, budget_cap=None) -> Estimate:
+def probe_unknown(src: BaseSource, categories: list[Category]) -> tuple[set[int], dict[int, str]]:
+    """Ask the source for the item count of categories that have none (one call each, counted
+    against its quota and charged to the month). Returns the ids probed and {id: error} for
+    failures, which fall back to the settings default."""
+    from collection.sources import SourceError
+
+    from .budget import budget_charge_month
+    from .quota import quota_reserve, quota_settle
+
+    errors, probed = {}, set()
+    limit = getattr(src, "daily_call_quota", None)
+    for category in categories:
+        if category.known_item_count is not None:
+            continue
+        try:
+            period = quota_reserve(source=src.key, limit=limit) if limit else None
+        except SourceError as error:
+            errors[category.pk] = str(error)
+            continue
+        used = 0
+        try:
+            if not budget_charge_month(amount=src.pricing.cost_per_request):
+                errors[category.pk] = "this month's budget cannot pay for a probe"
+                continue
+            used = 1
+            count = src.probe(category)
+        except SourceError as error:
+            errors[category.pk] = str(error)
+            continue
+        finally:
+            if period is not None:
+                quota_settle(period_id=period.pk, reserved=1, used=used)
+        now = timezone.now()
+        Category.objects.filter(pk=category.pk).update(known_item_count=count, item_count_measured_at=now)
+        category.known_item_count, category.item_count_measured_at = count, now
+        probed.add(category.pk)
+    return probed, errors
+
+
+def estimate(*, source: str, category_ids, budget_cap=None, probe: bool = True) -> Estimate:
     """Per-category items (known count, else the settings default), pages and cost; the totals;
     the applicable cap — the smallest of the requested cap, the per-run cap in settings and
     what is left of this month's budget — and whether the estimate fits it."""
@@ -90,6 +134,10 @@ def estimate(*, source: str, category_ids, budget_cap=None) -> Estimate:
     if errors:
         raise InvalidInput(errors)
     categories = resolve_categories(src, ids)
+    probed: set[int] = set()
+    probe_errors: dict[int, str] = {}
+    if probe and hasattr(src, "probe"):
+        probed, probe_errors = probe_unknown(src, categories)
 
     settings = CollectionSettings.load()
     rows = []
@@ -100,6 +148,7 @@ def estimate(*, source: str, category_ids, budget_cap=None) -> Estimate:
         rows.append(CategoryEstimate(
             id=category.pk, name=category.name, external_id=category.external_id,
             items=plan.items, items_known=known, pages=plan.pages, cost=plan.cost.quantize(CENT_HUNDREDTHS),
+            probed=category.pk in probed, probe_error=probe_errors.get(category.pk, ""),
         ))
     total = sum((r.cost for r in rows), Decimal("0"))
 
@@ -124,4 +173,5 @@ def estimate(*, source: str, category_ids, budget_cap=None) -> Estimate:
         items=sum(r.items for r in rows), pages=sum(r.pages for r in rows), total_cost=total,
         cap=cap, cap_reason=cap_reason, within_budget=within, reason=reason,
         requested_cap=requested, month_remaining=month_left.quantize(CENT_HUNDREDTHS), category_ids=ids,
+        probe_calls=len(probed) + len(probe_errors),
     )

@@ -38,6 +38,7 @@ from collection.models import (
 from .budget import budget_settle
 from .engine import mark_queued, run_dispatch
 from .errors import InvalidTransition
+from .quota import quota_settle_unit
 from .runs import event_write, run_pause
 
 logger = logging.getLogger("collection.recovery")
@@ -77,6 +78,7 @@ def unit_recover(*, unit_id: int, settings: CollectionSettings | None = None) ->
             return None
         dead_worker, page = unit.lease_owner, unit.pages_done
         counted = budget_settle(unit=unit, spent=unit.reserved)
+        quota_settle_unit(unit=unit)  # a call in flight may have been made: it counts as used
         recoveries = unit.recoveries + 1
         RunUnit.objects.filter(pk=unit.pk).update(
             lease_owner="", lease_expires_at=None, recoveries=recoveries, status=UnitStatus.PENDING,

@@ -88,7 +88,7 @@ def _after_commit_dispatch(run_id: int) -> None:
     transaction.on_commit(lambda: run_dispatch(run_id=run_id))
 
 
-def run_create(*, source, category_ids, budget_cap=None, actor=None) -> CollectionRun:
+def run_create(*, source, category_ids, budget_cap=None, actor=None, probe: bool = True) -> CollectionRun:
     """Create a pending run with one unit per category, snapshotting the estimate and the cap.
     Raises InvalidInput or BudgetExceeded (carrying the estimate) and then writes nothing."""
     settings = CollectionSettings.load()
@@ -101,7 +101,7 @@ def run_create(*, source, category_ids, budget_cap=None, actor=None) -> Collecti
             "budget_cap": f"Must not exceed the per-run cap in settings ({settings.run_budget_cap} {settings.currency})."
         })
     with transaction.atomic():
-        est = make_estimate(source=source, category_ids=category_ids, budget_cap=requested)
+        est = make_estimate(source=source, category_ids=category_ids, budget_cap=requested, probe=probe)
         if not est.within_budget:
             raise BudgetExceeded(est.reason, estimate=est.as_dict())
         run = CollectionRun.objects.create(

@@ -10,9 +10,11 @@ class Command(CollectionCommand):
         parser.add_argument("source", help="source key, e.g. demo")
         parser.add_argument("categories", nargs="+", help="category ids")
         parser.add_argument("--cap", help="the run's budget cap (default: the per-run cap in settings)")
+        parser.add_argument("--no-probe", action="store_true",
+                            help="Do not ask the source for unknown categories' sizes; use the settings default.")
 
-    def run(self, *, source, categories, cap, json, **options):
-        est = estimate(source=source, category_ids=categories, budget_cap=cap).as_dict()
+    def run(self, *, source, categories, cap, no_probe, json, **options):
+        est = estimate(source=source, category_ids=categories, budget_cap=cap, probe=not no_probe).as_dict()
         if json:
             self.print_json(est)
         else:
@@ -22,6 +24,8 @@ class Command(CollectionCommand):
                                   f"{row['pages']:>5} pages  {row['cost']:>12}")
             self.stdout.write(f"total: {est['items']} items, {est['pages']} pages, {est['total_cost']} {est['currency']}")
             self.stdout.write(f"cap: {est['cap']} {est['currency']} ({est['cap_reason']})")
+            if est["probe_calls"]:
+                self.stdout.write(f"probed {est['probe_calls']} unknown categories (counted against the quota)")
             self.stdout.write("within budget" if est["within_budget"] else f"OVER BUDGET: {est['reason']}")
         if not est["within_budget"]:
             raise SystemExit(3)

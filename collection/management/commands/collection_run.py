@@ -16,9 +16,11 @@ class Command(CollectionCommand):
         parser.add_argument("--cap", help="the run's budget cap (default: the per-run cap in settings)")
         parser.add_argument("--wait", action="store_true", help="Follow the run until it is no longer running.")
         parser.add_argument("--no-start", action="store_true", help="Create the run but leave it pending.")
+        parser.add_argument("--no-probe", action="store_true",
+                            help="Do not ask the source for unknown categories' sizes; use the settings default.")
 
-    def run(self, *, source, categories, cap, wait, no_start, json, **options):
-        run = runs.run_create(source=source, category_ids=categories, budget_cap=cap)
+    def run(self, *, source, categories, cap, wait, no_start, no_probe, json, **options):
+        run = runs.run_create(source=source, category_ids=categories, budget_cap=cap, probe=not no_probe)
         if not no_start:
             run = runs.run_start(run_id=run.pk)
         if not json:

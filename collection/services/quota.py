@@ -1,0 +1,62 @@
+"""Call quotas (e.g. eBay's 5,000 calls a day): a ledger like money. A call is reserved before
+it is made with one conditional UPDATE (`used + reserved + 1 <= limit`), so concurrent workers
+never pass the quota; afterwards it is used. A reservation left by a dead worker is counted
+as used by recovery (the call may have been made)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from collection.models import QuotaPeriod, RunUnit
+from collection.sources import QuotaExhausted
+
+
+def quota_day(now: datetime | None = None):
+    return (now or timezone.now()).astimezone(UTC).date()
+
+
+def quota_resets_at(now: datetime | None = None) -> datetime:
+    """Quotas reset at midnight UTC."""
+    return datetime.combine(quota_day(now) + timedelta(days=1), time.min, tzinfo=UTC)
+
+
+def quota_period(*, source: str, limit: int) -> QuotaPeriod:
+    period, _ = QuotaPeriod.objects.get_or_create(source=source, day=quota_day(), defaults={"limit": limit})
+    if period.limit != limit:  # the operator changed the quota: it applies from now on
+        QuotaPeriod.objects.filter(pk=period.pk).update(limit=max(limit, period.used + period.reserved))
+        period.refresh_from_db()
+    return period
+
+
+def quota_reserve(*, source: str, limit: int, calls: int = 1, unit_id: int | None = None) -> QuotaPeriod:
+    """Reserve `calls` of today's quota (on the unit, when given). Raises QuotaExhausted."""
+    period = quota_period(source=source, limit=limit)
+    with transaction.atomic():
+        if not QuotaPeriod.objects.filter(pk=period.pk, used__lte=F("limit") - F("reserved") - calls).update(
+            reserved=F("reserved") + calls
+        ):
+            raise QuotaExhausted(f"the {source} call quota ({limit} a day) is used up", resets_at=quota_resets_at())
+        if unit_id is not None:
+            RunUnit.objects.filter(pk=unit_id).update(quota_reserved=F("quota_reserved") + calls, quota_period=period)
+    return period
+
+
+def quota_settle(*, period_id: int, reserved: int, used: int, unit_id: int | None = None) -> None:
+    """The reserved calls were made (`used` of them) or not: move them to used, release the rest."""
+    used = min(used, reserved)
+    with transaction.atomic():
+        if unit_id is not None:
+            RunUnit.objects.filter(pk=unit_id).update(quota_reserved=0, quota_period=None)
+        QuotaPeriod.objects.filter(pk=period_id).update(reserved=F("reserved") - reserved, used=F("used") + used)
+
+
+def quota_settle_unit(*, unit: RunUnit, used: int | None = None) -> None:
+    """Settle whatever the unit holds; `used=None` counts it all as used (unknown outcome)."""
+    if unit.quota_reserved and unit.quota_period_id:
+        quota_settle(period_id=unit.quota_period_id, reserved=unit.quota_reserved,
+                     used=unit.quota_reserved if used is None else used, unit_id=unit.pk)
+        unit.quota_reserved, unit.quota_period_id = 0, None

@@ -1,0 +1,228 @@
+"""The eBay source through the real engine and a real worker, against a local fake eBay."""
+
+import json
+from decimal import Decimal
+
+import pytest
+from rest_framework.test import APIClient
+
+from collection.models import (
+    Category,
+    CollectionRun,
+    EventKind,
+    PauseReason,
+    Product,
+    QuotaPeriod,
+    RunEvent,
+    RunStatus,
+    RunUnit,
+    Seller,
+    UnitStatus,
+)
+from collection.services import runs
+from collection.services.estimate import estimate
+from tests.conftest import Workers, set_settings
+from tests.engine.helpers import start_run, wait_idle, wait_status
+from tests.fake_ebay import FakeEbay, Scenario, expected
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.workers]
+
+
+@pytest.fixture
+def fake(settings):
+    scenario = Scenario()
+    with FakeEbay(scenario) as server:
+        env = {"EBAY_BASE_URL": server.url, "EBAY_CLIENT_ID": scenario.client_id,
+               "EBAY_CLIENT_SECRET": scenario.client_secret, "EBAY_PAGE_SIZE": 200, "EBAY_TIMEOUT_SECONDS": 1,
+               "EBAY_COST_PER_CALL": "0.01", "EBAY_DAILY_CALL_QUOTA": 5000, "COLLECTION_RETRY_BASE_SECONDS": 0.05}
+        for key, value in env.items():
+            setattr(settings, key, value)
+        server.env = env
+        yield server
+
+
+def ebay_categories(scenario: Scenario, totals: dict[str, int]) -> list[Category]:
+    scenario.totals.update(totals)
+    return [Category.objects.create(platform="ebay", external_id=cid, name=f"eBay {cid}") for cid in totals]
+
+
+def run_with_worker(fake, tmp_path, cats, *, until=(RunStatus.COMPLETED,), cap=None, **env):
+    workers = Workers(tmp_path, **{**fake.env, **env})
+    try:
+        workers.start(1)
+        run = start_run(cats, source="ebay", cap=cap)
+        run = wait_status(run, *until, timeout=120)
+        wait_idle(run)
+    finally:
+        workers.stop()
+    run.refresh_from_db()
+    return run, workers.logs()
+
+
+def assert_stored_exactly(scenario, categories):
+    products, sellers = set(), set()
+    for cid in categories:
+        p, s = expected(scenario, cid)
+        products |= p
+        sellers |= s
+    stored = list(Product.objects.filter(platform="ebay").values_list("external_id", flat=True))
+    assert len(stored) == len(set(stored)) and set(stored) == products
+    stored_sellers = list(Seller.objects.filter(platform="ebay").values_list("external_id", flat=True))
+    assert len(stored_sellers) == len(set(stored_sellers)) and set(stored_sellers) == sellers
+
+
+def test_pagination_to_the_10000_cap_with_a_token_that_expires_mid_run(fake, tmp_path):
+    scenario = fake.scenario
+    scenario.token_lifetime = 1.5  # eBay says 7200 s; this one dies early: the source must re-mint on 401
+    cats = ebay_categories(scenario, {"11450": 25_000, "267": 450})
+    run, _ = run_with_worker(fake, tmp_path, cats, DEMO_LATENCY_MS=0)
+    assert run.status == RunStatus.COMPLETED
+    assert_stored_exactly(scenario, ["11450", "267"])
+    offsets = sorted(o for c, o, _ in scenario.searches if c == "11450")
+    assert offsets[-1] == 9800 and len(set(offsets)) == 50  # 50 pages of 200: the 10,000-item cap
+    assert scenario.minted >= 2
+    assert Category.objects.get(external_id="11450").known_item_count == 10_000
+    assert run.spent <= run.budget_cap and run.reserved == 0
+    quota = QuotaPeriod.objects.get(source="ebay")
+    assert run.pages_done == 53 and quota.reserved == 0
+    # every page used a call; a retried call counts too (it reached eBay), never more than were made
+    assert run.pages_done <= quota.used <= len(scenario.searches)
+
+
+def test_429_with_error_2001_pauses_for_quota_and_resume_after_the_reset_completes(fake, tmp_path):
+    scenario = fake.scenario
+    cats = ebay_categories(scenario, {"9355": 600})
+    scenario.faults[("9355", 200)] = ["429-quota"]
+    run, _ = run_with_worker(fake, tmp_path, cats, until=(RunStatus.PAUSED,))
+    assert run.pause_reason == PauseReason.QUOTA and run.quota_resets_at is not None
+    assert RunEvent.objects.filter(run=run, kind=EventKind.PAUSED, detail__reason="quota").exists()
+    runs.run_resume(run_id=run.pk)  # eBay's quota has reset (the fake answers again)
+    workers = Workers(tmp_path, **fake.env)
+    try:
+        workers.start(1)
+        run = wait_status(CollectionRun.objects.get(), RunStatus.COMPLETED, timeout=60)
+    finally:
+        workers.stop()
+    assert_stored_exactly(scenario, ["9355"])
+
+
+def test_the_local_quota_is_a_budget_reservations_never_pass(fake, tmp_path):
+    scenario = fake.scenario
+    cats = ebay_categories(scenario, {"177": 1000})  # 5 pages
+    run, _ = run_with_worker(fake, tmp_path, cats, until=(RunStatus.PAUSED,), EBAY_DAILY_CALL_QUOTA=3)
+    # creation probed the category's size (one call), then two pages fitted in the quota of 3
+    assert run.pause_reason == PauseReason.QUOTA and run.pages_done == 2
+    quota = QuotaPeriod.objects.get(source="ebay")
+    assert (quota.used, quota.reserved, quota.limit) == (3, 0, 3) and len(scenario.searches) == 3
+    QuotaPeriod.objects.filter(pk=quota.pk).update(limit=5000)  # the next day's quota
+    runs.run_resume(run_id=run.pk)
+    workers = Workers(tmp_path, **fake.env)
+    try:
+        workers.start(1)
+        run = wait_status(run, RunStatus.COMPLETED, timeout=60)
+    finally:
+        workers.stop()
+    assert run.pages_done == 5
+    assert_stored_exactly(scenario, ["177"])
+
+
+def test_5xx_bursts_timeouts_and_malformed_json_are_retried(fake, tmp_path):
+    scenario = fake.scenario
+    cats = ebay_categories(scenario, {"625": 800})
+    scenario.faults[("625", 200)] = ["503", "503", "503"]
+    scenario.faults[("625", 400)] = ["slow"]
+    scenario.faults[("625", 600)] = ["malformed", "429"]
+    run, _ = run_with_worker(fake, tmp_path, cats)
+    assert run.status == RunStatus.COMPLETED
+    assert_stored_exactly(scenario, ["625"])
+    retries = [e.detail["error"] for e in RunEvent.objects.filter(run=run, kind=EventKind.UNIT_RETRY)]
+    assert sum("HTTP 503" in e for e in retries) == 3
+    assert any("in time" in e for e in retries) and any("malformed" in e for e in retries)
+    assert any("429" in e for e in retries)
+    # 4 pages at 0.01 plus what the provider may have charged for the failed calls
+    assert Decimal("0.04") <= run.spent <= run.budget_cap
+
+
+def test_400_fails_the_category_with_ebays_message_and_the_rest_completes(fake, tmp_path):
+    scenario = fake.scenario
+    cats = ebay_categories(scenario, {"58058": 300})
+    cats.append(Category.objects.create(platform="ebay", external_id="999999999", name="gone"))
+    run, _ = run_with_worker(fake, tmp_path, cats)
+    assert run.status == RunStatus.COMPLETED and run.error == "1 of 2 categories failed"
+    failed = RunUnit.objects.get(run=run, category__external_id="999999999")
+    assert failed.status == UnitStatus.FAILED and "The category id 999999999 is invalid." in failed.last_error
+    assert_stored_exactly(scenario, ["58058"])
+
+
+def test_401_after_a_fresh_token_fails_the_run_and_the_secret_never_leaks(fake, tmp_path, operator):
+    scenario = fake.scenario
+    scenario.every_search = "401"
+    cats = ebay_categories(scenario, {"1": 100, "2": 100})
+    run, logs = run_with_worker(fake, tmp_path, cats, until=(RunStatus.FAILED,), LOG_LEVEL="DEBUG")
+    assert "check EBAY credentials" in run.error
+    secret = scenario.client_secret
+    api = APIClient()
+    api.force_authenticate(operator)
+    outputs = [
+        logs, run.error, json.dumps(list(RunEvent.objects.values_list("detail", flat=True))),
+        " ".join(RunUnit.objects.values_list("last_error", flat=True)),
+        json.dumps(api.get(f"/api/collection/runs/{run.pk}/").json()),
+        json.dumps(api.get(f"/api/collection/runs/{run.pk}/events/").json()),
+        json.dumps(api.get(f"/api/collection/runs/{run.pk}/units/").json()),
+        json.dumps(api.get("/api/collection/sources/").json()),
+    ]
+    for text in outputs:
+        assert secret not in text
+        assert "s3cr3t" not in text
+
+
+def test_estimate_probes_unknown_categories_against_the_quota_or_uses_the_default(fake):
+    scenario = fake.scenario
+    set_settings(default_items_per_category=50)
+    cats = ebay_categories(scenario, {"31388": 12_345, "220": 35})
+    declined = estimate(source="ebay", category_ids=[c.pk for c in cats], probe=False)
+    assert [row.items for row in declined.categories] == [50, 50] and declined.probe_calls == 0
+    assert scenario.searches == []
+    est = estimate(source="ebay", category_ids=[c.pk for c in cats])
+    assert [row.items for row in est.categories] == [10_000, 35], [r.probe_error for r in est.categories]
+    assert all(row.probed for row in est.categories) and est.probe_calls == 2
+    assert sorted(scenario.searches) == [("220", 0, 1), ("31388", 0, 1)]
+    assert QuotaPeriod.objects.get(source="ebay").used == 2
+    assert Category.objects.get(external_id="31388").item_count_measured_at is not None
+    # 10,000 items: 50 pages of 200 at 0.01 a call
+    assert est.categories[0].pages == 50 and est.categories[0].cost == Decimal("0.5")
+    again = estimate(source="ebay", category_ids=[c.pk for c in cats])
+    assert again.probe_calls == 0 and len(scenario.searches) == 2
+
+
+def test_load_categories_from_a_taxonomy_file(tmp_path, capsys):
+    from django.core.management import CommandError, call_command
+
+    tree = {"categoryTreeId": "0", "rootCategoryNode": {
+        "category": {"categoryId": "0", "categoryName": "Root"},
+        "childCategoryTreeNodes": [
+            {"category": {"categoryId": "550", "categoryName": "Art"}, "childCategoryTreeNodes": [
+                {"category": {"categoryId": "552", "categoryName": "Art Prints"}, "leafCategoryTreeNode": True}]},
+            {"category": {"categoryId": "267", "categoryName": "Books"}, "leafCategoryTreeNode": True},
+        ]}}
+    path = tmp_path / "tree.json"
+    path.write_text(json.dumps(tree))
+    call_command("collection_load_categories", "ebay", str(path))
+    assert "3 created" in capsys.readouterr().out
+    assert Category.objects.get(external_id="552").parent_external_id == "550"
+    call_command("collection_load_categories", "ebay", str(path))
+    assert "0 created, 3 updated" in capsys.readouterr().out
+    flat = tmp_path / "flat.json"
+    flat.write_text(json.dumps([{"id": "9355", "name": "Cell Phones"}]))
+    call_command("collection_load_categories", "ebay", str(flat))
+    assert Category.objects.filter(platform="ebay").count() == 4
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"id": "1", "name": "ok"}, {"name": "no id"}]')
+    with pytest.raises(CommandError, match="entry 2"):
+        call_command("collection_load_categories", "ebay", str(bad))
+    assert Category.objects.filter(platform="ebay").count() == 4  # nothing written
+    (tmp_path / "broken.json").write_text("{nope")
+    with pytest.raises(CommandError, match="not valid JSON"):
+        call_command("collection_load_categories", "ebay", str(tmp_path / "broken.json"))
+    with pytest.raises(CommandError, match="unknown source"):
+        call_command("collection_load_categories", "nope", str(path))

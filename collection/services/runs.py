@@ -100,8 +100,11 @@ def run_create(*, source, category_ids, budget_cap=None, actor=None, probe: bool
         raise InvalidInput({
             "budget_cap": f"Must not exceed the per-run cap in settings ({settings.run_budget_cap} {settings.currency})."
         })
+    if probe:
+        # Probing calls the provider: do it before the transaction, never while holding locks.
+        make_estimate(source=source, category_ids=category_ids, budget_cap=requested, probe=True)
     with transaction.atomic():
-        est = make_estimate(source=source, category_ids=category_ids, budget_cap=requested, probe=probe)
+        est = make_estimate(source=source, category_ids=category_ids, budget_cap=requested, probe=False)
         if not est.within_budget:
             raise BudgetExceeded(est.reason, estimate=est.as_dict())
         run = CollectionRun.objects.create(

@@ -99,12 +99,8 @@ class RunSerializer(serializers.ModelSerializer):
         return [unit.category_id for unit in units]
 
 
-class RunCreateSerializer(serializers.Serializer):
-    probe = serializers.BooleanField(default=True, help_text="Ask the source for unknown categories' sizes.")
-    source = serializers.CharField(max_length=32)
-    categories = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
-                                       allow_empty=False, max_length=MAX_CATEGORIES)
-    budget_cap = serializers.DecimalField(required=False, allow_null=True, **MONEY)
+class RunCreateSerializer(EstimateRequestSerializer):
+    """The same input as an estimate: creation estimates first and is refused over budget."""
 
 
 class RunUpdateSerializer(serializers.Serializer):

@@ -56,3 +56,36 @@ def run_as_dict(run: CollectionRun) -> dict:
     data = {name: getattr(run, name) for name in RUN_FIELDS}
     data["progress"] = run.progress_percent
     return data
+
+
+def transition_command(action: str, verb: str) -> type[CollectionCommand]:
+    """The pause / resume / cancel commands: one service call per run id."""
+    from collection.services import runs as run_services
+
+    service = getattr(run_services, f"run_{action}")
+
+    class Command(CollectionCommand):
+        help = f"{verb.capitalize()} runs (by id), through the same service as the admin and the API."
+
+        def add_arguments(self, parser):
+            super().add_arguments(parser)
+            parser.add_argument("runs", nargs="+", type=int, help="run ids")
+
+        def run(self, *, runs: list[int], json, **options):
+            done = [service(run_id=run_id) for run_id in runs]
+            if json:
+                self.print_json([run_as_dict(run) for run in done])
+            else:
+                for run in done:
+                    self.stdout.write(f"run #{run.pk}: {run.status}")
+
+    return Command
+
+
+def add_run_arguments(parser) -> None:
+    """source, categories, --cap, --no-probe: shared by collection_estimate and collection_run."""
+    parser.add_argument("source", help="source key, e.g. demo")
+    parser.add_argument("categories", nargs="+", help="category ids")
+    parser.add_argument("--cap", help="the run's budget cap (default: the per-run cap in settings)")
+    parser.add_argument("--no-probe", action="store_true",
+                        help="Do not ask the source for unknown categories' sizes; use the settings default.")

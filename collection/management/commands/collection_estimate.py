@@ -1,4 +1,4 @@
-from collection.management.base import CollectionCommand
+from collection.management.base import CollectionCommand, add_run_arguments
 from collection.services.estimate import estimate
 
 
@@ -7,11 +7,7 @@ class Command(CollectionCommand):
 
     def add_arguments(self, parser):
         super().add_arguments(parser)
-        parser.add_argument("source", help="source key, e.g. demo")
-        parser.add_argument("categories", nargs="+", help="category ids")
-        parser.add_argument("--cap", help="the run's budget cap (default: the per-run cap in settings)")
-        parser.add_argument("--no-probe", action="store_true",
-                            help="Do not ask the source for unknown categories' sizes; use the settings default.")
+        add_run_arguments(parser)
 
     def run(self, *, source, categories, cap, no_probe, json, **options):
         est = estimate(source=source, category_ids=categories, budget_cap=cap, probe=not no_probe).as_dict()

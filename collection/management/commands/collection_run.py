@@ -1,6 +1,6 @@
 from django.core.management.base import CommandError
 
-from collection.management.base import CollectionCommand, run_as_dict
+from collection.management.base import CollectionCommand, add_run_arguments, run_as_dict
 from collection.models import RunStatus
 from collection.progress import summary, watch
 from collection.services import runs
@@ -11,13 +11,9 @@ class Command(CollectionCommand):
 
     def add_arguments(self, parser):
         super().add_arguments(parser)
-        parser.add_argument("source", help="source key, e.g. demo")
-        parser.add_argument("categories", nargs="+", help="category ids")
-        parser.add_argument("--cap", help="the run's budget cap (default: the per-run cap in settings)")
+        add_run_arguments(parser)
         parser.add_argument("--wait", action="store_true", help="Follow the run until it is no longer running.")
         parser.add_argument("--no-start", action="store_true", help="Create the run but leave it pending.")
-        parser.add_argument("--no-probe", action="store_true",
-                            help="Do not ask the source for unknown categories' sizes; use the settings default.")
 
     def run(self, *, source, categories, cap, wait, no_start, no_probe, json, **options):
         run = runs.run_create(source=source, category_ids=categories, budget_cap=cap, probe=not no_probe)

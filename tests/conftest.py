@@ -25,6 +25,18 @@ postgres_only = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_connection_pools(django_db_setup):
+    """Live-server threads return their connections to the PostgreSQL pool, which keeps them
+    open; close it before pytest-django drops the test database."""
+    yield
+    from django.db import connections
+
+    for conn in connections.all():
+        if getattr(conn, "pool", None) is not None:
+            conn.close_pool()
+
+
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -153,3 +165,4 @@ def wait_for(predicate, *, timeout: float = 60, interval: float = 0.05, message:
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+

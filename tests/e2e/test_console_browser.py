@@ -61,12 +61,16 @@ def test_operator_estimates_is_refused_over_budget_runs_and_exports(live_server,
         page.click("input[name=_estimate]")
         page.wait_for_selector("#estimate")
         assert page.inner_text("#estimate-total") == "0.2700 USD"  # 3 × (3 × 0.01 + 60 × 0.001)
+        page.screenshot(path=str(ARTIFACTS / "add-run-estimate.png"), full_page=True)
 
         # the form keeps the chosen categories
         page.fill("#id_budget_cap", "0.20")
         page.click("input[name=_save]")
         page.wait_for_selector("#refusal")
         assert "exceeds the requested run cap" in page.inner_text("#refusal")
+        page.emulate_media(color_scheme="dark")
+        page.screenshot(path=str(ARTIFACTS / "add-run-refused-dark.png"), full_page=True)
+        page.emulate_media(color_scheme="light")
         assert CollectionRun.objects.count() == 0
 
         page.fill("#id_budget_cap", "")

@@ -44,7 +44,7 @@ from collection.sources import (
 from .budget import budget_release, budget_reserve, budget_settle
 from .checkpoint import unit_checkpoint
 from .errors import BudgetExceeded, InvalidTransition
-from .quota import quota_reserve, quota_settle_unit
+from .quota import quota_exhaust, quota_reserve, quota_settle_unit
 from .runs import event_write, run_complete, run_fail, run_pause
 
 logger = logging.getLogger("collection.engine")
@@ -210,6 +210,8 @@ def _advance(unit: RunUnit, owner: str, settings: CollectionSettings, slice_seco
             page = source.fetch_page(category=category, cursor=cursor)
         except QuotaExhausted as error:
             quota_settle_unit(unit=unit, used=0)
+            if quota_limit:
+                quota_exhaust(source=source.key)
             _settle_failed_page(unit, owner, error.charged)
             detail = {"unit": unit.pk, "error": str(error)}
             if error.resets_at:

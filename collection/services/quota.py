@@ -60,3 +60,9 @@ def quota_settle_unit(*, unit: RunUnit, used: int | None = None) -> None:
         quota_settle(period_id=unit.quota_period_id, reserved=unit.quota_reserved,
                      used=unit.quota_reserved if used is None else used, unit_id=unit.pk)
         unit.quota_reserved, unit.quota_period_id = 0, None
+
+
+def quota_exhaust(*, source: str) -> None:
+    """The provider says today's quota is gone (eBay's 429 with errorId 2001): mark the rest of
+    the day used, so no other worker calls again before the reset."""
+    QuotaPeriod.objects.filter(source=source, day=quota_day()).update(used=F("limit") - F("reserved"))

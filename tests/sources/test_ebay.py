@@ -95,6 +95,9 @@ def test_429_with_error_2001_pauses_for_quota_and_resume_after_the_reset_complet
     scenario.faults[("9355", 200)] = ["429-quota"]
     run, _ = run_with_worker(fake, tmp_path, cats, until=(RunStatus.PAUSED,))
     assert run.pause_reason == PauseReason.QUOTA and run.quota_resets_at is not None
+    quota = QuotaPeriod.objects.get(source="ebay")
+    assert quota.used + quota.reserved == quota.limit  # nobody calls eBay again before the reset
+    QuotaPeriod.objects.filter(pk=quota.pk).delete()  # the reset: a new day, a fresh quota
     assert RunEvent.objects.filter(run=run, kind=EventKind.PAUSED, detail__reason="quota").exists()
     runs.run_resume(run_id=run.pk)  # eBay's quota has reset (the fake answers again)
     workers = Workers(tmp_path, **fake.env)

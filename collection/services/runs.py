@@ -109,7 +109,7 @@ def run_create(*, source, category_ids, budget_cap=None, actor=None, probe: bool
             raise BudgetExceeded(est.reason, estimate=est.as_dict())
         run = CollectionRun.objects.create(
             source=est.source,
-            budget_cap=requested if requested is not None else settings.run_budget_cap,
+            budget_cap=(requested if requested is not None else settings.run_budget_cap).quantize(Decimal("0.0001")),
             estimate=est.as_dict(),
             estimated_cost=est.total_cost,
             pages_estimated=est.pages,

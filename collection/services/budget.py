@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from functools import cache
 
 from django.db import connection, transaction
 from django.db.models import DecimalField, F, Value
@@ -154,15 +155,20 @@ def budget_capture_and_reserve(*, run_id: int, period_id: int, reserved: Decimal
     with connection.cursor() as cursor:
         if next_amount is not None:
             change = spent - reserved + next_amount
-            cursor.execute(_ledger_sql(BudgetPeriod, "cap"), [spent, next_amount - reserved, period_id, change])
-            if cursor.rowcount:
-                cursor.execute(
-                    _ledger_sql(CollectionRun, "budget_cap", RUN_COUNTERS, status=True),
-                    [spent, next_amount - reserved, *counts, run_id, RunStatus.RUNNING, change],
-                )
-                if cursor.rowcount:
-                    return True
-                # the month took the next reservation but the run refused it: give it back
+            month_params = [spent, next_amount - reserved, period_id, change]
+            run_params = [spent, next_amount - reserved, *counts, run_id, RunStatus.RUNNING, change]
+            if connection.vendor == "postgresql":  # both ledgers in one statement: the month's row
+                cursor.execute(_ledger_both_sql(), month_params + run_params)  # is held for less time
+                month_took, run_took = cursor.fetchone()
+            else:
+                cursor.execute(_ledger_sql(BudgetPeriod, "cap"), month_params)
+                month_took = cursor.rowcount
+                if month_took:
+                    cursor.execute(_ledger_sql(CollectionRun, "budget_cap", RUN_COUNTERS, status=True), run_params)
+                run_took = month_took and cursor.rowcount
+            if run_took:
+                return True
+            if month_took:  # the month took the next reservation but the run refused it: give it back
                 cursor.execute(_ledger_sql(BudgetPeriod, "cap"), [0, -next_amount, period_id, free])
                 cursor.execute(_ledger_sql(CollectionRun, "budget_cap", RUN_COUNTERS),
                                [spent, -reserved, *counts, run_id, free])
@@ -170,6 +176,18 @@ def budget_capture_and_reserve(*, run_id: int, period_id: int, reserved: Decimal
         cursor.execute(_ledger_sql(BudgetPeriod, "cap"), [spent, -reserved, period_id, free])
         cursor.execute(_ledger_sql(CollectionRun, "budget_cap", RUN_COUNTERS), [spent, -reserved, *counts, run_id, free])
     return False
+
+
+@cache
+def _ledger_both_sql() -> str:
+    """PostgreSQL: the month's conditional UPDATE, then the run's only if the month's took
+    (data-modifying CTEs); returns how many rows each changed."""
+    month = _ledger_sql(BudgetPeriod, "cap")
+    run = _ledger_sql(CollectionRun, "budget_cap", RUN_COUNTERS, status=True)
+    return (
+        f"WITH m AS ({month} RETURNING 1), r AS ({run} AND EXISTS (SELECT FROM m) RETURNING 1) "  # noqa: S608
+        "SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM r)"
+    )
 
 
 def budget_charge_month(*, amount: Decimal) -> bool:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from functools import cache
 
 from django.db import connection, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import F
 from django.utils import timezone
 
 from collection.models import (
@@ -19,7 +22,7 @@ from collection.models import (
     Seller,
     UnitStatus,
 )
-from collection.sources import Page, ProductItem, SellerItem
+from collection.sources import Page, ProductItem
 
 from .budget import budget_capture_and_reserve
 from .runs import event_write
@@ -34,114 +37,154 @@ class CheckpointResult:
     next_reserved: bool = False
 
 
-def insert_rows(cursor, model, columns: list[str], rows: list[list], conflict: str, returning: str = "") -> list:
-    """INSERT … ON CONFLICT … — the engine's hot path, one statement per chunk of rows.
-
-    PostgreSQL gets one array per column (`SELECT * FROM unnest(…)`): the statement text is
-    the same whatever the number of rows, so the driver does not re-parse a thousand
-    placeholders on every page, and the server can prepare it once. Other databases (SQLite
-    3.35+) get a multi-row VALUES. The ORM's bulk_create cannot express these conflict
-    clauses (see bench/ for why this path matters). Only constant identifiers are
-    interpolated; every value is a bound parameter."""
-    table = connection.ops.quote_name(model._meta.db_table)
-    names = ", ".join(columns)
-    found = []
-    for start in range(0, len(rows), CHUNK):
-        chunk = rows[start:start + CHUNK]
-        if connection.vendor == "postgresql":
-            fields = {f.column: f for f in model._meta.fields}
-            arrays = ", ".join(f"%s::{fields[c].db_type(connection)}[]" for c in columns)
-            sql = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {conflict}"  # noqa: S608
-            params = [list(column) for column in zip(*chunk, strict=True)]
-        else:
-            row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-            sql = f"INSERT INTO {table} ({names}) VALUES {', '.join([row] * len(chunk))} {conflict}"  # noqa: S608
-            params = [value for values in chunk for value in values]
-        if returning:
-            sql += f" RETURNING {returning}"
-        cursor.execute(sql, params)
-        if returning:
-            found += cursor.fetchall()
-    return found
+def _param(name: str, pg_type: str, vendor: str) -> str:
+    """A named parameter, typed on PostgreSQL (where a bare one in a SELECT list is text)."""
+    return f"%({name})s::{pg_type}" if vendor == "postgresql" else f"%({name})s"
 
 
-SELLER_COLUMNS = ["platform", "external_id", "name", "feedback_score", "feedback_percent", "first_seen_at",
-                  "last_seen_at", "times_seen", "first_seen_run_id", "last_seen_run_id"]
-PRODUCT_COLUMNS = ["platform", "external_id", "title", "price", "currency", "url", "seller_id", "category_id",
-                   "first_seen_at", "last_seen_at", "first_seen_run_id"]
-PRODUCT_CONFLICT = "ON CONFLICT (platform, external_id) DO UPDATE SET " + ", ".join(
-    f"{name} = excluded.{name}"
-    for name in ("title", "price", "currency", "url", "seller_id", "category_id", "last_seen_at")
-)
-SELLER_CONFLICT = "ON CONFLICT (platform, external_id) DO NOTHING"
-CHUNK = 1000
+def _page_table(columns: dict[str, str], vendor: str) -> str:
+    """The page's rows as table `p`, from one parameter `rows`: a JSON array of objects.
+
+    One text parameter per statement, whatever the number of rows: the driver passes it as
+    is, the statement text never changes (PostgreSQL prepares it once), and the database
+    parses the rows in C. Binding a placeholder (or an array element) per value costs the
+    driver far more per page than the database's work (bench/)."""
+    if vendor == "postgresql":
+        typed = ", ".join(f"{name} {pg_type}" for name, pg_type in columns.items())
+        return f"jsonb_to_recordset(%(rows)s::jsonb) AS p({typed})"
+    picked = ", ".join(f"json_extract(value, '$.{name}') AS {name}" for name in columns)
+    return f"(SELECT {picked} FROM json_each(%(rows)s)) AS p"  # noqa: S608
 
 
-def seller_rows(platform: str, sellers: dict[str, SellerItem], run_id: int | None, now) -> list[list]:
-    return [
-        [platform, key, s.name[:255], s.feedback_score, s.feedback_percent, now, now, 1, run_id, run_id]
-        for key, s in sorted(sellers.items())
-    ]
+SELLER_ROW = {"e": "varchar", "n": "varchar", "fs": "integer", "fp": "numeric"}
+PRODUCT_ROW = {"e": "varchar", "t": "varchar", "p": "numeric", "c": "varchar", "u": "varchar", "s": "varchar"}
 
 
-def product_rows(platform: str, items: list[ProductItem], seller_ids: dict, category_id, run_id, now) -> list[list]:
-    products = sorted({item.external_id: item for item in items}.items())
-    return [
-        [platform, key, item.title[:500], item.price, item.currency, item.url[:1000],
-         seller_ids.get(item.seller.external_id) if item.seller else None, category_id, now, now, run_id]
-        for key, item in products
-    ]
-
-
-def _upsert_sellers(cursor, *, platform: str, sellers: dict[str, SellerItem], run_id: int | None, now) -> tuple[dict, int]:
-    """Sellers are shared by every page of every run, and a few big ones appear on almost
-    every page: writing them on each page would serialize all workers on their row locks. So
-    new sellers are inserted (ON CONFLICT DO NOTHING locks nothing), and a known seller is
-    refreshed once per run — the first page of the run that sees it — with a conditional
-    UPDATE that skips (and does not lock) rows this run already refreshed. Returns
-    ({external id: id}, new sellers)."""
-    inserted = insert_rows(cursor, Seller, SELLER_COLUMNS, seller_rows(platform, sellers, run_id, now),
-                           SELLER_CONFLICT, returning="id, external_id")
-    ids: dict[str, int] = {external_id: pk for pk, external_id in inserted}
-    new = len(ids)
-    known = [key for key in sellers if key not in ids]
-    if known:
-        rows = Seller.objects.filter(platform=platform, external_id__in=known).values_list(
-            "external_id", "pk", "last_seen_run_id"
+@cache
+def page_sql(vendor: str) -> dict[str, str]:
+    """The statements that store a page's items (see upsert_items), for one database vendor.
+    Only constant identifiers are interpolated; every value is a bound parameter."""
+    seller, product = (connection.ops.quote_name(m._meta.db_table) for m in (Seller, Product))
+    platform, run, now = (_param("platform", "varchar", vendor), _param("run", "bigint", vendor),
+                          _param("now", "timestamptz", vendor))
+    category = _param("category", "bigint", vendor)
+    sellers = _page_table(SELLER_ROW, vendor)
+    refresh = ("times_seen = times_seen + 1, last_seen_at = %(now)s, last_seen_run_id = %(run)s, "
+               "name = p.n, feedback_score = p.fs, feedback_percent = p.fp")
+    if vendor == "postgresql":
+        # Found through the unique index (ANY(ARRAY(…)): the planner cannot pick a scan of all
+        # sellers), and locked in id order, so concurrent pages cannot deadlock.
+        refresh_sql = (
+            f"WITH p AS (SELECT * FROM {sellers}), "  # noqa: S608
+            f"stale AS (SELECT s.id, p.n, p.fs, p.fp FROM {seller} s JOIN p ON s.external_id = p.e "
+            f"WHERE s.platform = {platform} AND s.external_id = ANY(ARRAY(SELECT e FROM p)) "
+            f"AND s.last_seen_run_id IS DISTINCT FROM {run} ORDER BY s.id FOR UPDATE OF s) "
+            f"UPDATE {seller} SET {refresh} FROM stale p WHERE {seller}.id = p.id"
         )
-        stale: dict[int, SellerItem] = {}
-        for external_id, pk, last_run in rows:
-            ids[external_id] = pk
-            if last_run != run_id:
-                stale[pk] = sellers[external_id]
-        if stale:  # first sighting in this run: one statement, at most once per seller and run
+    else:  # SQLite: one writer at a time
+        refresh_sql = (
+            f"UPDATE {seller} SET {refresh} FROM {sellers} WHERE {seller}.platform = {platform} "  # noqa: S608
+            f"AND {seller}.external_id = p.e AND {seller}.last_seen_run_id IS NOT {run}"
+        )
+    product_updates = ", ".join(
+        f"{name} = excluded.{name}"
+        for name in ("title", "price", "currency", "url", "seller_id", "category_id", "last_seen_at")
+    )
+    return {
+        # WHERE true: SQLite would otherwise read ON CONFLICT as a join's ON.
+        "sellers_insert": (
+            f"INSERT INTO {seller} (platform, external_id, name, feedback_score, feedback_percent, first_seen_at, "  # noqa: S608
+            f"last_seen_at, times_seen, first_seen_run_id, last_seen_run_id) "
+            f"SELECT {platform}, p.e, p.n, p.fs, p.fp, {now}, {now}, 1, {run}, {run} FROM {sellers} "
+            f"WHERE true ORDER BY p.e ON CONFLICT (platform, external_id) DO NOTHING RETURNING id"
+        ),
+        "sellers_refresh": refresh_sql,
+        "products_upsert": (
+            f"INSERT INTO {product} (platform, external_id, title, price, currency, url, seller_id, category_id, "  # noqa: S608
+            f"first_seen_at, last_seen_at, first_seen_run_id) "
+            f"SELECT {platform}, p.e, p.t, p.p, p.c, p.u, "
+            f"(SELECT s.id FROM {seller} s WHERE s.platform = {platform} AND s.external_id = p.s), "
+            f"{category}, {now}, {now}, {run} FROM {_page_table(PRODUCT_ROW, vendor)} WHERE true ORDER BY p.e "
+            f"ON CONFLICT (platform, external_id) DO UPDATE SET {product_updates}"
+        ),
+    }
 
-            def per_row(attribute: str, output_field) -> Case:
-                whens = [When(pk=pk, then=Value(getattr(s, attribute), output_field=output_field))
-                         for pk, s in stale.items()]
-                return Case(*whens, default=F(attribute), output_field=output_field)
 
-            fields = {f.name: f for f in Seller._meta.fields}
-            Seller.objects.filter(pk__in=list(stale)).exclude(last_seen_run_id=run_id).update(
-                times_seen=F("times_seen") + 1, last_seen_at=timezone.now(), last_seen_run_id=run_id,
-                name=per_row("name", fields["name"]), feedback_score=per_row("feedback_score", fields["feedback_score"]),
-                feedback_percent=per_row("feedback_percent", fields["feedback_percent"]),
-            )
-    return ids, new
+def _decimal(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def page_params(*, platform: str, items: list[ProductItem], run_id: int | None, category_id: int | None,
+                now) -> tuple[dict, dict]:
+    """The parameters of page_sql's statements: (sellers', products'). A page that lists an
+    item or a seller twice stores its last version."""
+    sellers = {item.seller.external_id: item.seller for item in items if item.seller}
+    products = {item.external_id: item for item in items}
+    common = {"platform": platform, "run": run_id, "now": now}
+    seller_rows = [
+        {"e": key, "n": s.name[:255], "fs": s.feedback_score, "fp": _decimal(s.feedback_percent)}
+        for key, s in sellers.items()
+    ]
+    product_rows = [
+        {"e": key, "t": item.title[:500], "p": _decimal(item.price), "c": item.currency, "u": item.url[:1000],
+         "s": item.seller.external_id if item.seller else None}
+        for key, item in products.items()
+    ]
+    return ({**common, "rows": json.dumps(seller_rows)},
+            {**common, "category": category_id, "rows": json.dumps(product_rows)})
 
 
 def upsert_items(*, platform: str, items: list[ProductItem], run_id: int | None,
                  category_id: int | None) -> int:
     """Store the page's sellers and insert or refresh its products (ON CONFLICT on the unique
-    platform + external id). Returns how many sellers were new. Rows are written in id order
-    so concurrent pages lock shared rows in the same order (no deadlocks)."""
+    platform + external id), in three statements whatever the page's size. Returns how many
+    sellers were new.
+
+    Sellers are shared by every page of every run, and a few big ones appear on almost every
+    page: writing them on each page would serialize all workers on their row locks. So new
+    sellers are inserted (ON CONFLICT DO NOTHING locks nothing), and a known seller is
+    refreshed once per run — the first page of the run that sees it — by an UPDATE that skips
+    (and does not lock) rows this run already refreshed. Rows are written in key order, so
+    concurrent pages lock shared rows in the same order (no deadlocks)."""
+    with connection.cursor() as inserted, connection.cursor() as cursor:
+        _items_execute(inserted, cursor, platform=platform, items=items, run_id=run_id, category_id=category_id)
+        return len(inserted.fetchall())
+
+
+def _items_execute(inserted, cursor, *, platform: str, items: list[ProductItem], run_id: int | None,
+                   category_id: int | None) -> None:
+    """Execute upsert_items' statements; `inserted` gets one row per new seller."""
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    sellers = {item.seller.external_id: item.seller for item in items if item.seller}
-    with connection.cursor() as cursor:
-        seller_ids, new_sellers = _upsert_sellers(cursor, platform=platform, sellers=sellers, run_id=run_id, now=now)
-        insert_rows(cursor, Product, PRODUCT_COLUMNS, product_rows(platform, items, seller_ids, category_id, run_id, now),
-                    PRODUCT_CONFLICT)
-    return new_sellers
+    sql = page_sql(connection.vendor)
+    sellers, products = page_params(platform=platform, items=items, run_id=run_id, category_id=category_id, now=now)
+    inserted.execute(sql["sellers_insert"], sellers)
+    cursor.execute(sql["sellers_refresh"], sellers)
+    cursor.execute(sql["products_upsert"], products)
+
+
+@contextmanager
+def _pipelined():
+    """On PostgreSQL, the statements executed inside are sent together and their results read
+    at the end (psycopg's pipeline mode): one round trip instead of one per statement, and no
+    wait for the worker between them while the transaction holds its locks."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.connection.pipeline():
+        yield
+
+
+@cache
+def _unit_sql() -> str:
+    """The checkpoint's update of the unit: written out, as it runs on every page."""
+    table = connection.ops.quote_name(RunUnit._meta.db_table)
+    return (
+        f"UPDATE {table} SET \"cursor\" = %(cursor)s, pages_done = pages_done + 1, items_done = items_done + %(items)s, "  # noqa: S608
+        "attempts = 0, last_error = '', cost = cost + %(spent)s, reserved = %(reserved)s, "
+        "reserved_period_id = %(period)s, status = %(status)s, finished_at = %(finished)s, "
+        "lease_owner = %(owner)s, lease_expires_at = %(expires)s "
+        "WHERE id = %(unit)s AND lease_owner = %(holder)s AND pages_done = %(page)s AND status = %(running)s"
+    )
 
 
 def unit_checkpoint(*, unit_id: int, run_id: int, category_id: int, lease_owner: str, page_index: int, page: Page,
@@ -159,22 +202,27 @@ def unit_checkpoint(*, unit_id: int, run_id: int, category_id: int, lease_owner:
     count = len(page.items)
     spent = min(max(page.cost, Decimal(0)), reserved)
     next_amount = None if done else next_reservation
-    unit_changes = {
-        "cursor": page.next_cursor, "pages_done": F("pages_done") + 1, "items_done": F("items_done") + count,
-        "attempts": 0, "last_error": "", "cost": F("cost") + spent,
-        "reserved": next_amount or 0, "reserved_period_id": period_id if next_amount else None,
+    adapt = connection.ops.adapt_datetimefield_value
+    cursor_field = RunUnit._meta.get_field("cursor")
+    unit_params = {
+        "cursor": cursor_field.get_db_prep_save(page.next_cursor, connection), "items": count, "spent": spent,
+        "reserved": next_amount or 0, "period": period_id if next_amount else None,
+        "status": UnitStatus.DONE if done else UnitStatus.RUNNING, "finished": adapt(now) if done else None,
+        "owner": "" if done else lease_owner, "expires": None if done else adapt(now + timedelta(seconds=lease_seconds)),
+        "unit": unit_id, "holder": lease_owner, "page": page_index, "running": UnitStatus.RUNNING,
     }
-    if done:
-        unit_changes.update(status=UnitStatus.DONE, finished_at=now, lease_owner="", lease_expires_at=None)
-    else:
-        unit_changes.update(lease_expires_at=now + timedelta(seconds=lease_seconds))
     with transaction.atomic():
-        # The conditional update both checks the lease and the cursor and locks the unit row.
-        if not RunUnit.objects.filter(
-            pk=unit_id, lease_owner=lease_owner, pages_done=page_index, status=UnitStatus.RUNNING
-        ).update(**unit_changes):
-            return None
-        new_sellers = upsert_items(platform=platform, items=page.items, run_id=run_id, category_id=category_id)
+        with connection.cursor() as unit, connection.cursor() as inserted, connection.cursor() as cursor:
+            with _pipelined():
+                # The conditional update both checks the lease and the cursor and locks the unit
+                # row; the items are sent with it and undone (rollback) if it matched nothing.
+                unit.execute(_unit_sql(), unit_params)
+                _items_execute(inserted, cursor, platform=platform, items=page.items, run_id=run_id,
+                               category_id=category_id)
+            if not unit.rowcount:
+                transaction.set_rollback(True)
+                return None
+            new_sellers = len(inserted.fetchall())
         next_reserved = budget_capture_and_reserve(
             run_id=run_id, period_id=period_id, reserved=reserved, spent=spent, next_amount=next_amount,
             counters={"pages_done": 1, "items_done": count, "sellers_new": new_sellers, "units_done": int(done)},

@@ -36,8 +36,8 @@ def _command() -> str | None:
 def install() -> None:
     """Called from CollectionConfig.ready(): no queries, only a decision."""
     role = SERVING_COMMANDS.get(_command() or "")
-    if role is None:
-        return
+    if role is None or {"-h", "--help", "--version"} & set(sys.argv):
+        return  # not serving (asking for help serves nothing)
     reloading = "--noreload" not in sys.argv and "--no-reload" not in sys.argv
     if role == "worker":
         reloading = "--reload" in sys.argv or (settings.DEBUG and reloading)

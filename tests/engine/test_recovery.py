@@ -144,6 +144,10 @@ def test_a_web_process_on_an_unmigrated_database_starts_and_skips_recovery(tmp_p
         server.terminate()
         output = server.communicate(timeout=10)[0]
     assert "startup recovery skipped: the database is not migrated yet" in output
+    # asking a serving command for help serves nothing: no recovery, not even its log line
+    for _ in range(3):
+        asking = manage("db_worker", "--help", env=env)
+        assert asking.returncode == 0 and "recovery" not in asking.stderr + asking.stdout, asking.stderr
 
 
 def test_recover_command_dry_run_changes_nothing_and_then_recovers(capsys):

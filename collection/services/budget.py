@@ -162,10 +162,10 @@ def budget_capture_and_reserve(*, run_id: int, period_id: int, reserved: Decimal
                 month_took, run_took = cursor.fetchone()
             else:
                 cursor.execute(_ledger_sql(BudgetPeriod, "cap"), month_params)
-                month_took = cursor.rowcount
+                month_took, run_took = cursor.rowcount, 0
                 if month_took:
                     cursor.execute(_ledger_sql(CollectionRun, "budget_cap", RUN_COUNTERS, status=True), run_params)
-                run_took = month_took and cursor.rowcount
+                    run_took = cursor.rowcount
             if run_took:
                 return True
             if month_took:  # the month took the next reservation but the run refused it: give it back

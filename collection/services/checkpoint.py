@@ -212,14 +212,14 @@ def unit_checkpoint(*, unit_id: int, run_id: int, category_id: int, lease_owner:
         "unit": unit_id, "holder": lease_owner, "page": page_index, "running": UnitStatus.RUNNING,
     }
     with transaction.atomic():
-        with connection.cursor() as unit, connection.cursor() as inserted, connection.cursor() as cursor:
+        with connection.cursor() as unit_cursor, connection.cursor() as inserted, connection.cursor() as cursor:
             with _pipelined():
                 # The conditional update both checks the lease and the cursor and locks the unit
                 # row; the items are sent with it and undone (rollback) if it matched nothing.
-                unit.execute(_unit_sql(), unit_params)
+                unit_cursor.execute(_unit_sql(), unit_params)
                 _items_execute(inserted, cursor, platform=platform, items=page.items, run_id=run_id,
                                category_id=category_id)
-            if not unit.rowcount:
+            if not unit_cursor.rowcount:
                 transaction.set_rollback(True)
                 return None
             new_sellers = len(inserted.fetchall())

@@ -23,9 +23,11 @@ from collection.models import (
     RunUnit,
     Seller,
 )
+from collection.money import MONEY
 from collection.services import runs
 from collection.services.errors import BudgetExceeded, CollectionError, InvalidInput
 from collection.services.estimate import estimate
+from collection.services.settings import settings_update
 from collection.sources import source_keys
 
 STATUS_COLOURS = {
@@ -70,7 +72,7 @@ class RunCreateForm(forms.Form):
     categories = forms.ModelMultipleChoiceField(
         queryset=Category.objects.all(), widget=FilteredSelectMultiple("categories", is_stacked=False)
     )
-    budget_cap = forms.DecimalField(required=False, min_value=0, max_digits=14, decimal_places=4,
+    budget_cap = forms.DecimalField(required=False, min_value=0, **MONEY,
                                     help_text="Optional: at most the per-run cap in settings.")
     probe = forms.BooleanField(required=False, initial=True, label="Probe unknown categories",
                                help_text="Ask the source how many items unknown categories hold (one call each, "
@@ -231,7 +233,7 @@ class CollectionSettingsAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         values = {name: form.cleaned_data[name] for name in form.changed_data}
         try:
-            runs.settings_update(actor=request.user, **values)
+            settings_update(actor=request.user, **values)
         except InvalidInput as error:
             self.message_user(request, f"Not saved: {error}", messages.ERROR)
 

@@ -10,7 +10,8 @@ from django.db.models import F, Q
 from django.db.models.functions import Round
 from django.db.models.lookups import GreaterThanOrEqual
 
-MONEY = {"max_digits": 14, "decimal_places": 4}
+from collection.money import MONEY
+
 ZERO = Decimal("0")
 
 

@@ -19,6 +19,10 @@ import threading
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 
+# Imported from CollectionConfig.ready() only, once the app registry is ready.
+from collection.models import RunUnit
+from collection.services.recovery import recover
+
 logger = logging.getLogger("collection.recovery")
 
 SERVING_COMMANDS = {"runserver": "web", "db_worker": "worker"}
@@ -47,14 +51,10 @@ def install() -> None:
 
 
 def _tables_ready() -> bool:
-    from collection.models import RunUnit
-
     return RunUnit._meta.db_table in connection.introspection.table_names()
 
 
 def _recover_once(role: str) -> None:
-    from collection.services.recovery import recover
-
     try:
         if not _tables_ready():
             logger.warning("startup recovery skipped: the database is not migrated yet")

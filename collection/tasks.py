@@ -1,11 +1,7 @@
-"""Django Tasks entry points. A task is only a trigger — "advance unit U for a bounded time
-slice"; the runs' own tables are the source of truth (see services/engine.py)."""
+"""Django Tasks entry points. The engine defines its task beside the function it runs
+(`collection.services.engine.advance_unit`); this name stays importable for tasks that were
+queued under it by an earlier version."""
 
-from django.tasks import task
+from collection.services.engine import advance_unit
 
-
-@task()
-def advance_unit(unit_id: int, token: str) -> dict:
-    from collection.services.engine import unit_advance
-
-    return unit_advance(unit_id=unit_id, token=token)
+__all__ = ["advance_unit"]

@@ -202,8 +202,6 @@ DEMO_PAGE_SIZE = env.int("DEMO_PAGE_SIZE", default=20)
 DEMO_COST_PER_REQUEST = env.str("DEMO_COST_PER_REQUEST", default="0.01")
 DEMO_COST_PER_RESULT = env.str("DEMO_COST_PER_RESULT", default="0.001")
 DEMO_LATENCY_MS = env.int("DEMO_LATENCY_MS", default=0)
-# Optional path: the demo source appends one line per fetched page (tests count refetches).
-DEMO_FETCH_LOG = env.str("DEMO_FETCH_LOG", default="")
 
 # eBay Browse API (collection/sources/ebay.py). Credentials live in the environment only.
 EBAY_CLIENT_ID = env.str("EBAY_CLIENT_ID", default="")

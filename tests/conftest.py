@@ -10,8 +10,9 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.db import connection
 
-from collection.models import Category, CollectionSettings
+from collection.models import CollectionSettings
 from collection.sources import _load
+from tests.factories import make_categories
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,15 +53,6 @@ def _fresh_sources():
 @pytest.fixture
 def collection_settings(db):
     return CollectionSettings.load()
-
-
-def make_categories(n: int, *, items: int | None = None, platform: str = "demo", start: int = 1) -> list[Category]:
-    return [
-        Category.objects.create(
-            platform=platform, external_id=f"{platform}-{i}", name=f"Category {i}", known_item_count=items
-        )
-        for i in range(start, start + n)
-    ]
 
 
 @pytest.fixture

@@ -52,3 +52,22 @@ class FlakySource(DemoSource):
             if n < len(script):
                 raise FAULTS[script[n]]()
         return super().fetch_page(category=category, cursor=cursor)
+
+
+@dataclass
+class LoggedDemoSource(DemoSource):
+    """The demo source, noting each fetched page in the file FETCH_LOG (one line: category,
+    offset, pid), so tests can count pages fetched twice across worker processes. Installed
+    in workers as the `demo` source: COLLECTION_EXTRA_SOURCES=demo=tests.fake_sources.LoggedDemoSource."""
+
+    def fetch_page(self, *, category, cursor):
+        page = super().fetch_page(category=category, cursor=cursor)
+        offset = int((cursor or {}).get("offset", 0))
+        with open(os.environ["FETCH_LOG"], "a") as log:
+            log.write(f"{category.external_id} {offset} {os.getpid()}\n")
+        return page
+
+
+def logged_demo_env(log) -> dict:
+    """Worker environment that logs every demo page fetched to `log`."""
+    return {"COLLECTION_EXTRA_SOURCES": "demo=tests.fake_sources.LoggedDemoSource", "FETCH_LOG": log}

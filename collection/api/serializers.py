@@ -3,10 +3,10 @@ from decimal import Decimal
 from rest_framework import serializers
 
 from collection.models import Category, CollectionRun, CollectionSettings, Product, RunEvent, RunUnit, Seller
-from collection.services.validation import MAX_CATEGORIES, MAX_MONEY
+from collection.money import MAX_MONEY, MONEY
+from collection.services.validation import MAX_CATEGORIES
 
-MONEY = {"max_digits": 14, "decimal_places": 4, "min_value": Decimal("0"), "max_value": MAX_MONEY,
-         "coerce_to_string": True}
+MONEY_INPUT = {**MONEY, "min_value": Decimal("0"), "max_value": MAX_MONEY, "coerce_to_string": True}
 
 
 class SettingsSerializer(serializers.ModelSerializer):
@@ -22,9 +22,9 @@ class SettingsSerializer(serializers.ModelSerializer):
 
 class PricingSerializer(serializers.Serializer):
     model = serializers.CharField()
-    cost_per_request = serializers.DecimalField(max_digits=14, decimal_places=4)
-    cost_per_result = serializers.DecimalField(max_digits=14, decimal_places=4)
-    max_page_cost = serializers.DecimalField(max_digits=14, decimal_places=4)
+    cost_per_request = serializers.DecimalField(**MONEY)
+    cost_per_result = serializers.DecimalField(**MONEY)
+    max_page_cost = serializers.DecimalField(**MONEY)
 
 
 class SourceSerializer(serializers.Serializer):
@@ -47,7 +47,7 @@ class EstimateRequestSerializer(serializers.Serializer):
     source = serializers.CharField(max_length=32)
     categories = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
                                        allow_empty=False, max_length=MAX_CATEGORIES)
-    budget_cap = serializers.DecimalField(required=False, allow_null=True, **MONEY)
+    budget_cap = serializers.DecimalField(required=False, allow_null=True, **MONEY_INPUT)
 
 
 class CategoryEstimateSerializer(serializers.Serializer):
@@ -57,7 +57,7 @@ class CategoryEstimateSerializer(serializers.Serializer):
     items = serializers.IntegerField()
     items_known = serializers.BooleanField()
     pages = serializers.IntegerField()
-    cost = serializers.DecimalField(max_digits=14, decimal_places=4)
+    cost = serializers.DecimalField(**MONEY)
     probed = serializers.BooleanField()
     probe_error = serializers.CharField(allow_blank=True)
 
@@ -68,13 +68,13 @@ class EstimateSerializer(serializers.Serializer):
     categories = CategoryEstimateSerializer(many=True)
     items = serializers.IntegerField()
     pages = serializers.IntegerField()
-    total_cost = serializers.DecimalField(max_digits=14, decimal_places=4)
-    cap = serializers.DecimalField(max_digits=14, decimal_places=4)
+    total_cost = serializers.DecimalField(**MONEY)
+    cap = serializers.DecimalField(**MONEY)
     cap_reason = serializers.ChoiceField(choices=["run", "settings", "month"])
     within_budget = serializers.BooleanField()
     reason = serializers.CharField(allow_blank=True)
-    requested_cap = serializers.DecimalField(max_digits=14, decimal_places=4, allow_null=True)
-    month_remaining = serializers.DecimalField(max_digits=14, decimal_places=4)
+    requested_cap = serializers.DecimalField(**MONEY, allow_null=True)
+    month_remaining = serializers.DecimalField(**MONEY)
     probe_calls = serializers.IntegerField()
 
 
@@ -104,7 +104,7 @@ class RunCreateSerializer(EstimateRequestSerializer):
 
 
 class RunUpdateSerializer(serializers.Serializer):
-    budget_cap = serializers.DecimalField(**MONEY)
+    budget_cap = serializers.DecimalField(**MONEY_INPUT)
 
 
 class UnitSerializer(serializers.ModelSerializer):

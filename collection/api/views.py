@@ -18,6 +18,7 @@ from collection.models import Category, CollectionSettings, Product, RunEvent, R
 from collection.selectors import runs_with_categories
 from collection.services import runs
 from collection.services.estimate import estimate
+from collection.services.settings import settings_update
 from collection.sources import get_source, source_keys
 
 from . import serializers as s
@@ -40,7 +41,7 @@ class SettingsView(APIView):
     def patch(self, request):
         serializer = s.SettingsSerializer(CollectionSettings.load(), data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        saved = runs.settings_update(actor=request.user, **serializer.validated_data)
+        saved = settings_update(actor=request.user, **serializer.validated_data)
         return Response(s.SettingsSerializer(saved).data)
 
 

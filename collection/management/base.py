@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.core.management.base import BaseCommand, CommandError
 
 from collection.models import CollectionRun
+from collection.services import runs as run_services
 from collection.services.errors import BudgetExceeded, CollectionError, InvalidInput, InvalidTransition
 
 
@@ -60,8 +61,6 @@ def run_as_dict(run: CollectionRun) -> dict:
 
 def transition_command(action: str, verb: str) -> type[CollectionCommand]:
     """The pause / resume / cancel commands: one service call per run id."""
-    from collection.services import runs as run_services
-
     service = getattr(run_services, f"run_{action}")
 
     class Command(CollectionCommand):

@@ -18,7 +18,8 @@ from django.db.models.functions import Round
 from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 
-from collection.models import MONEY, BudgetPeriod, CollectionRun, CollectionSettings, RunStatus, RunUnit
+from collection.models import BudgetPeriod, CollectionRun, CollectionSettings, RunStatus, RunUnit
+from collection.money import MONEY
 
 from .errors import BudgetExceeded
 
@@ -40,18 +41,6 @@ def current_month(today: date | None = None) -> date:
     return today.replace(day=1)
 
 
-_period_ids: dict[date, int] = {}
-
-
-def period_id_current() -> int:
-    """This month's ledger row id; cached per process (rows are never deleted)."""
-    month = current_month()
-    if month not in _period_ids:
-        _period_ids.clear()
-        _period_ids[month] = period_current().pk
-    return _period_ids[month]
-
-
 def period_current(*, settings: CollectionSettings | None = None) -> BudgetPeriod:
     """This month's ledger row, created with the monthly cap in force."""
     month = current_month()
@@ -62,23 +51,11 @@ def period_current(*, settings: CollectionSettings | None = None) -> BudgetPerio
     return period
 
 
-class _StalePeriod(Exception):
-    pass
-
-
 def budget_reserve(*, unit_id: int, run_id: int, amount: Decimal) -> int:
     """Reserve `amount` for the unit's next page on the month and on the run (which must be
     running). Raises BudgetExceeded (scope "month" or "run") and reserves nothing if either
     cap would be passed. Returns the id of the month's ledger row."""
-    try:
-        _reserve(unit_id, run_id, amount, period_id_current())
-    except _StalePeriod:  # the cached ledger row is gone (a test database was flushed)
-        _period_ids.clear()
-        _reserve(unit_id, run_id, amount, period_id_current())
-    return period_id_current()
-
-
-def _reserve(unit_id: int, run_id: int, amount: Decimal, period: int) -> None:
+    period = period_current().pk
     with transaction.atomic():
         # The month is kept on the unit, so capture hits the same ledger row even when the
         # page straddles midnight at the end of a month.
@@ -86,8 +63,6 @@ def _reserve(unit_id: int, run_id: int, amount: Decimal, period: int) -> None:
         if not BudgetPeriod.objects.filter(fits("cap", amount), pk=period).update(
             reserved=F("reserved") + _money(amount)
         ):
-            if not BudgetPeriod.objects.filter(pk=period).exists():
-                raise _StalePeriod
             raise BudgetExceeded(
                 f"the next page may cost up to {amount}, more than is left of this month's budget",
                 scope="month", needed=amount,
@@ -99,6 +74,7 @@ def _reserve(unit_id: int, run_id: int, amount: Decimal, period: int) -> None:
                 f"the next page may cost up to {amount}, more than is left of the run's cap",
                 scope="run", needed=amount,
             )
+    return period
 
 
 def budget_settle(*, unit: RunUnit, spent: Decimal, unit_changes: dict | None = None,
@@ -195,21 +171,6 @@ def budget_charge_month(*, amount: Decimal) -> bool:
     fits. Returns whether it was charged."""
     if amount <= 0:
         return True
-    for _ in range(2):
-        period = period_id_current()
-        if BudgetPeriod.objects.filter(fits("cap", amount), pk=period).update(spent=F("spent") + _money(amount)):
-            return True
-        if BudgetPeriod.objects.filter(pk=period).exists():
-            return False
-        _period_ids.clear()  # the cached ledger row is gone (a test database was flushed)
-    return False
-
-
-def budget_capture(*, unit: RunUnit, actual: Decimal) -> Decimal:
-    """The page was fetched and cost `actual`: spend it and release the rest."""
-    return budget_settle(unit=unit, spent=actual)
-
-
-def budget_release(*, unit: RunUnit) -> None:
-    """Nothing was spent of the unit's reservation (the page was never requested)."""
-    budget_settle(unit=unit, spent=ZERO)
+    return bool(
+        BudgetPeriod.objects.filter(fits("cap", amount), pk=period_current().pk).update(spent=F("spent") + _money(amount))
+    )

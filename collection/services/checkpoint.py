@@ -25,7 +25,27 @@ from collection.models import (
 from collection.sources import Page, ProductItem
 
 from .budget import budget_capture_and_reserve
-from .runs import event_write
+from .lifecycle import event_write
+
+
+@dataclass(frozen=True)
+class PageCheckpoint:
+    """A fetched page to record: page `page_index` of unit `unit_id`, fetched under the lease
+    of `lease_owner` with `reserved` held for it on month ledger `period_id`. With
+    `next_reservation`, the next page's maximum cost is reserved in the same transaction."""
+
+    unit_id: int
+    run_id: int
+    category_id: int
+    platform: str
+    lease_owner: str
+    lease_seconds: int
+    page_index: int
+    page: Page
+    reserved: Decimal
+    period_id: int
+    next_reservation: Decimal | None = None
+    warn_percent: int = 100
 
 
 @dataclass
@@ -187,29 +207,27 @@ def _unit_sql() -> str:
     )
 
 
-def unit_checkpoint(*, unit_id: int, run_id: int, category_id: int, lease_owner: str, page_index: int, page: Page,
-                    platform: str,
-                    lease_seconds: int, reserved: Decimal, period_id: int, next_reservation: Decimal | None = None,
-                    warn_percent: int = 100) -> CheckpointResult | None:
-    """Record page `page_index` of the unit in one transaction: upsert its items, advance the
-    cursor and counters, capture its cost (`reserved` was held for it on ledger `period_id`),
-    extend the lease — and reserve `next_reservation` for the next page when given.
+def unit_checkpoint(record: PageCheckpoint) -> CheckpointResult | None:
+    """Record the page in one transaction: upsert its items, advance the cursor and counters,
+    capture its cost, extend the lease — and reserve the next page when asked.
 
     Returns None and changes nothing when the unit's cursor has already passed this page or
     the caller no longer holds the lease (recovery took the unit over)."""
+    page, page_index, unit_id, run_id = record.page, record.page_index, record.unit_id, record.run_id
     now = timezone.now()
     done = page.next_cursor is None
     count = len(page.items)
-    spent = min(max(page.cost, Decimal(0)), reserved)
-    next_amount = None if done else next_reservation
+    spent = min(max(page.cost, Decimal(0)), record.reserved)
+    next_amount = None if done else record.next_reservation
     adapt = connection.ops.adapt_datetimefield_value
     cursor_field = RunUnit._meta.get_field("cursor")
     unit_params = {
         "cursor": cursor_field.get_db_prep_save(page.next_cursor, connection), "items": count, "spent": spent,
-        "reserved": next_amount or 0, "period": period_id if next_amount else None,
+        "reserved": next_amount or 0, "period": record.period_id if next_amount else None,
         "status": UnitStatus.DONE if done else UnitStatus.RUNNING, "finished": adapt(now) if done else None,
-        "owner": "" if done else lease_owner, "expires": None if done else adapt(now + timedelta(seconds=lease_seconds)),
-        "unit": unit_id, "holder": lease_owner, "page": page_index, "running": UnitStatus.RUNNING,
+        "owner": "" if done else record.lease_owner,
+        "expires": None if done else adapt(now + timedelta(seconds=record.lease_seconds)),
+        "unit": unit_id, "holder": record.lease_owner, "page": page_index, "running": UnitStatus.RUNNING,
     }
     with transaction.atomic():
         with connection.cursor() as unit_cursor, connection.cursor() as inserted, connection.cursor() as cursor:
@@ -217,32 +235,32 @@ def unit_checkpoint(*, unit_id: int, run_id: int, category_id: int, lease_owner:
                 # The conditional update both checks the lease and the cursor and locks the unit
                 # row; the items are sent with it and undone (rollback) if it matched nothing.
                 unit_cursor.execute(_unit_sql(), unit_params)
-                _items_execute(inserted, cursor, platform=platform, items=page.items, run_id=run_id,
-                               category_id=category_id)
+                _items_execute(inserted, cursor, platform=record.platform, items=page.items, run_id=run_id,
+                               category_id=record.category_id)
             if not unit_cursor.rowcount:
                 transaction.set_rollback(True)
                 return None
             new_sellers = len(inserted.fetchall())
         next_reserved = budget_capture_and_reserve(
-            run_id=run_id, period_id=period_id, reserved=reserved, spent=spent, next_amount=next_amount,
+            run_id=run_id, period_id=record.period_id, reserved=record.reserved, spent=spent, next_amount=next_amount,
             counters={"pages_done": 1, "items_done": count, "sellers_new": new_sellers, "units_done": int(done)},
         )
         if next_amount and not next_reserved:
             RunUnit.objects.filter(pk=unit_id).update(reserved=0, reserved_period_id=None)
-        if page.cost > reserved:
+        if page.cost > record.reserved:
             event_write(run_id=run_id, unit_id=unit_id, kind=EventKind.OVERCHARGE,
-                        reported=str(page.cost), reserved=str(reserved))
+                        reported=str(page.cost), reserved=str(record.reserved))
         if done or (page.total is not None and page_index == 0):
             category_changes = {"last_collected_at": now} if done else {}
             if page.total is not None:  # the first page tells the category's size
                 category_changes.update(known_item_count=page.total, item_count_measured_at=now)
-            Category.objects.filter(pk=category_id).update(**category_changes)
+            Category.objects.filter(pk=record.category_id).update(**category_changes)
         if done:
             unit = RunUnit.objects.values("items_done", "cost").get(pk=unit_id)
             event_write(run_id=run_id, unit_id=unit_id, kind=EventKind.UNIT_DONE,
                         pages=page_index + 1, items=unit["items_done"], cost=str(unit["cost"]))
-        if warn_percent < 100 and spent and (done or page_index % 10 == 0):
-            _warn_once(run_id, warn_percent)  # checked every tenth page: a warning, not a limit
+        if record.warn_percent < 100 and spent and (done or page_index % 10 == 0):
+            _warn_once(run_id, record.warn_percent)  # checked every tenth page: a warning, not a limit
     return CheckpointResult(items=count, sellers_new=new_sellers, cost=spent, done=done, next_reserved=next_reserved)
 
 

@@ -3,9 +3,13 @@
 A unit's task takes the unit's lease (a conditional UPDATE: only the task carrying the unit's
 current dispatch token, and only while nobody holds the lease), then for each page: reserves
 the page's maximum cost (refused when the run is no longer running — that is the per-page
-re-check — or when a cap would be passed), fetches it, and checkpoints it. After a bounded
-time slice it releases the lease and enqueues its successor at the back of the queue, so runs
-share workers fairly. Tasks are enqueued after commit; a lost one is found by recovery.
+re-check — or when a cap would be passed), takes a call of the source's quota, fetches the
+page and checkpoints it. After a bounded time slice it releases the lease and enqueues its
+successor at the back of the queue, so runs share workers fairly. Tasks are enqueued after
+commit; a lost one is found by recovery.
+
+The task (`advance_unit`) is defined here, beside the function it runs, so the engine and the
+task module never import each other.
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ import random
 import socket
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
+from enum import StrEnum
 
 from django.conf import settings as django_settings
 from django.db import transaction
 from django.db.models import Count, Q, Subquery
-from django.tasks import default_task_backend
+from django.tasks import default_task_backend, task
 from django.utils import timezone
 
 from collection.models import (
@@ -35,21 +42,65 @@ from collection.models import (
     UnitStatus,
 )
 from collection.sources import (
+    BaseSource,
     FatalSourceError,
     QuotaExhausted,
+    QuotaKind,
     SourceError,
+    Throttled,
     get_source,
 )
 
-from .budget import budget_release, budget_reserve, budget_settle
-from .checkpoint import unit_checkpoint
+from .budget import budget_reserve, budget_settle
+from .checkpoint import PageCheckpoint, unit_checkpoint
 from .errors import BudgetExceeded, InvalidTransition
+from .lifecycle import event_write, run_complete, run_fail, run_pause
 from .quota import quota_exhaust, quota_reserve, quota_settle_unit
-from .runs import event_write, run_complete, run_fail, run_pause
 
 logger = logging.getLogger("collection.engine")
 
 ACTIVE = (UnitStatus.QUEUED, UnitStatus.RUNNING)
+SAMPLE_SECONDS = 2.0
+
+
+class Outcome(StrEnum):
+    """How a task's time slice on a unit ended (the task's result)."""
+
+    SKIPPED = "skipped"  # the trigger was stale: another task carries the unit, or nobody should
+    YIELDED = "yielded"  # the slice ended: the unit went to the back of the queue
+    STOPPED = "stopped"  # the run is not running (paused, cancelled): the unit waits for resume
+    DONE = "done"  # the category is collected
+    LEASE_LOST = "lease_lost"  # recovery took the unit over: nothing of ours was recorded
+    RETRY = "retry"  # a retryable source error: tried again after a backoff
+    THROTTLED = "throttled"  # the provider asked to wait: tried again after it, no attempt counted
+    FAILED = "failed"  # the category failed (and the run, for a fatal error)
+    ERROR = "error"  # an unexpected error, recorded on the unit
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The money held for the page about to be fetched, and the month's ledger holding it."""
+
+    amount: Decimal
+    period_id: int
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What a page that is not checkpointed cost. `amount` None means unknown: the provider
+    may have charged, so the whole reservation counts as spent (as for a dead worker)."""
+
+    amount: Decimal | None
+
+
+UNKNOWN_CHARGE = Charge(None)
+NO_CHARGE = Charge(Decimal(0))
+
+
+@task()
+def advance_unit(unit_id: int, token: str) -> dict:
+    """The task: a trigger that advances unit `unit_id` for one time slice."""
+    return unit_advance(unit_id=unit_id, token=token)
 
 
 def worker_name() -> str:
@@ -58,16 +109,14 @@ def worker_name() -> str:
 
 def unit_enqueue(*, unit_id: int, token: str, delay: float = 0) -> None:
     """Enqueue the unit's trigger (call after commit) and note the task id for recovery."""
-    from collection.tasks import advance_unit
-
-    task = advance_unit
+    trigger = advance_unit
     if delay > 0 and default_task_backend.supports_defer:
-        task = advance_unit.using(run_after=timezone.now() + timedelta(seconds=delay))
-    result = task.enqueue(unit_id, token)
+        trigger = advance_unit.using(run_after=timezone.now() + timedelta(seconds=delay))
+    result = trigger.enqueue(unit_id, token)
     RunUnit.objects.filter(pk=unit_id, dispatch_token=token).update(task_id=str(result.id)[:64])
 
 
-def mark_queued(unit_ids: list[int], *, delay: float = 0, status_from=None) -> None:
+def mark_queued(unit_ids: list[int], *, delay: float = 0) -> None:
     """Give each unit a fresh dispatch token and enqueue its trigger once the transaction
     commits. Older triggers of the same unit become inert."""
     now = timezone.now()
@@ -78,9 +127,6 @@ def mark_queued(unit_ids: list[int], *, delay: float = 0, status_from=None) -> N
             lease_owner="", lease_expires_at=None,
         )
         transaction.on_commit(lambda u=unit_id, t=token: unit_enqueue(unit_id=u, token=t, delay=delay))
-
-
-SAMPLE_SECONDS = 2.0
 
 
 def spend_sample(*, run_id: int) -> None:
@@ -117,18 +163,12 @@ def run_dispatch(*, run_id: int) -> int:
 
 
 def _run_end(run: CollectionRun, *, done: int, failed: int) -> None:
-    CollectionRun.objects.filter(pk=run.pk).update(units_done=done, units_failed=failed)
-    from collection.models import Seller
-
-    sellers_new = Seller.objects.filter(first_seen_run_id=run.pk).count()
-    CollectionRun.objects.filter(pk=run.pk).update(sellers_new=sellers_new)
+    """Every unit has ended. The run's counters were kept by the checkpoints and failures."""
     if done == 0 and failed > 0:
         run_fail(run_id=run.pk, error=f"every category failed ({failed})")
-    else:
-        detail = {"categories_done": done, "categories_failed": failed}
-        run_complete(run_id=run.pk, detail=detail)
-        if failed:
-            CollectionRun.objects.filter(pk=run.pk).update(error=f"{failed} of {done + failed} categories failed")
+        return
+    changes = {"error": f"{failed} of {done + failed} categories failed"} if failed else {}
+    run_complete(run_id=run.pk, detail={"categories_done": done, "categories_failed": failed}, **changes)
 
 
 def retry_delay(attempt: int, retry_after: float | None) -> float:
@@ -158,7 +198,7 @@ def unit_advance(*, unit_id: int, token: str, slice_seconds: float | None = None
     owner = worker_name()
     unit = _take_lease(unit_id, token, owner, settings.lease_seconds)
     if unit is None:
-        return {"unit": unit_id, "outcome": "skipped"}
+        return {"unit": unit_id, "outcome": Outcome.SKIPPED.value}
     try:
         outcome = _advance(unit, owner, settings, slice_seconds)
     except Exception as error:  # a bug or a database outage: do not strand the unit
@@ -166,83 +206,118 @@ def unit_advance(*, unit_id: int, token: str, slice_seconds: float | None = None
         message = f"{type(error).__name__}: {error}"
         try:
             quota_settle_unit(unit=RunUnit.objects.get(pk=unit.pk))
-            # The page may have been fetched (and charged) before the error: an unknown outcome
-            # is counted as spent, like a dead worker's reservation.
-            _unit_failed_page(unit, owner, settings, error=message, retry_after=None, charged=ALL_RESERVED)
+            # The page may have been fetched (and charged) before the error.
+            _unit_failed_page(unit, owner, settings, error=message, retry_after=None, charge=UNKNOWN_CHARGE)
         except Exception:
             logger.exception("unit %s: could not record the error; recovery will take it over", unit_id)
             raise
-        return {"unit": unit_id, "outcome": "error"}
-    return {"unit": unit_id, "outcome": outcome}
+        return {"unit": unit_id, "outcome": Outcome.ERROR.value}
+    return {"unit": unit_id, "outcome": outcome.value}
 
 
-def _advance(unit: RunUnit, owner: str, settings: CollectionSettings, slice_seconds: float | None) -> str:
+def _advance(unit: RunUnit, owner: str, settings: CollectionSettings, slice_seconds: float | None) -> Outcome:
+    """Pages of one unit until the slice ends or the unit stops, each page in four steps:
+
+    1. reserve the page's maximum cost on the month and the run — usually the previous
+       checkpoint did, in its transaction; refused: the run pauses with reason `budget`;
+    2. take one call of the source's daily quota; refused: the run pauses with reason `quota`;
+    3. fetch the page; a source error settles what it charged, then retries, waits (throttled),
+       fails the category or the run, or pauses (quota);
+    4. checkpoint it: items, cursor, counters, captured cost and the next page's reservation
+       in one transaction.
+    """
     source = get_source(unit.run.source)
-    category = unit.category
     slice_seconds = django_settings.COLLECTION_SLICE_SECONDS if slice_seconds is None else slice_seconds
     deadline = time.monotonic() + slice_seconds
     cursor, page_index = unit.cursor, unit.pages_done
-    reserved = None  # the next page's reservation, when the previous checkpoint already made it
+    held: Reservation | None = None
     next_sample = time.monotonic() + SAMPLE_SECONDS
     while True:
-        if reserved is None:
+        if held is None:  # 1. reserve
             if time.monotonic() >= deadline:
-                return _unit_yield(unit, owner)
-            reserved = source.max_page_cost(category=category, cursor=cursor)
-            try:
-                period_id = budget_reserve(unit_id=unit.pk, run_id=unit.run_id, amount=reserved)
-            except BudgetExceeded as refused:
-                detail = {"unit": unit.pk, "needed": str(reserved), "scope": refused.scope}
-                _pause_quietly(unit.run_id, PauseReason.BUDGET, detail)
-                return _unit_stop(unit, owner)
-        quota_limit = getattr(source, "daily_call_quota", None)
-        if quota_limit:
-            try:
-                period = quota_reserve(source=source.key, limit=quota_limit, unit_id=unit.pk)
-            except QuotaExhausted as error:
-                _settle_failed_page(unit, owner, 0)
-                _pause_quietly(unit.run_id, PauseReason.QUOTA, {"unit": unit.pk, "error": str(error),
-                                                               "resets_at": error.resets_at.isoformat()},
-                               quota_resets_at=error.resets_at)
-                return _unit_stop(unit, owner)
-            unit.quota_reserved, unit.quota_period_id = 1, period.pk
-        try:
-            page = source.fetch_page(category=category, cursor=cursor)
-        except QuotaExhausted as error:
-            quota_settle_unit(unit=unit, used=0)
-            if quota_limit:
-                quota_exhaust(source=source.key)
-            _settle_failed_page(unit, owner, error.charged)
-            detail = {"unit": unit.pk, "error": str(error)}
-            if error.resets_at:
-                detail["resets_at"] = error.resets_at.isoformat()
-            _pause_quietly(unit.run_id, PauseReason.QUOTA, detail, quota_resets_at=error.resets_at)
-            return _unit_stop(unit, owner)
+                return _unit_requeue(unit, owner)
+            held = _reserve_page(unit, source, cursor)
+            if held is None:
+                return _unit_requeue(unit, owner)
+        if not _take_quota(unit, owner, source):  # 2. quota
+            return _unit_requeue(unit, owner)
+        try:  # 3. fetch
+            page = source.fetch_page(category=unit.category, cursor=cursor)
         except SourceError as error:
-            quota_settle_unit(unit=unit)  # the call was made (or may have been)
-            return _unit_failed_page(unit, owner, settings, error=str(error), retry_after=error.retry_after,
-                                     charged=error.charged, retryable=error.retryable,
-                                     fatal=isinstance(error, FatalSourceError))
+            return _page_not_fetched(unit, owner, settings, source, error)
         quota_settle_unit(unit=unit, used=page.quota_used)
-        next_reservation = None
+        next_reservation = None  # 4. checkpoint
         if page.next_cursor is not None and time.monotonic() < deadline:
-            next_reservation = source.max_page_cost(category=category, cursor=page.next_cursor)
-        result = unit_checkpoint(
-            unit_id=unit.pk, run_id=unit.run_id, category_id=unit.category_id, lease_owner=owner,
-            page_index=page_index, page=page, platform=source.platform,
-            lease_seconds=settings.lease_seconds, reserved=reserved, period_id=period_id,
-            next_reservation=next_reservation, warn_percent=settings.warning_threshold_percent,
-        )
+            next_reservation = source.max_page_cost(category=unit.category, cursor=page.next_cursor)
+        result = unit_checkpoint(PageCheckpoint(
+            unit_id=unit.pk, run_id=unit.run_id, category_id=unit.category_id, platform=source.platform,
+            lease_owner=owner, lease_seconds=settings.lease_seconds, page_index=page_index, page=page,
+            reserved=held.amount, period_id=held.period_id, next_reservation=next_reservation,
+            warn_percent=settings.warning_threshold_percent,
+        ))
         if result is None:  # the lease was lost (recovery took over): the page is not ours to record
-            return "lease_lost"
+            return Outcome.LEASE_LOST
         if time.monotonic() >= next_sample or result.done:
             spend_sample(run_id=unit.run_id)
             next_sample = time.monotonic() + SAMPLE_SECONDS
         if result.done:
             run_dispatch(run_id=unit.run_id)
-            return "done"
+            return Outcome.DONE
         cursor, page_index = page.next_cursor, page_index + 1
-        reserved = next_reservation if result.next_reserved else None
+        held = Reservation(next_reservation, held.period_id) if result.next_reserved else None
+
+
+def _reserve_page(unit: RunUnit, source: BaseSource, cursor: dict | None) -> Reservation | None:
+    """Step 1. None when a cap (or the run's status) refuses the page: the run is paused for
+    budget if it is still running."""
+    amount = source.max_page_cost(category=unit.category, cursor=cursor)
+    try:
+        period_id = budget_reserve(unit_id=unit.pk, run_id=unit.run_id, amount=amount)
+    except BudgetExceeded as refused:
+        _pause_quietly(unit.run_id, PauseReason.BUDGET, {"unit": unit.pk, "needed": str(amount), "scope": refused.scope})
+        return None
+    return Reservation(amount, period_id)
+
+
+def _take_quota(unit: RunUnit, owner: str, source: BaseSource) -> bool:
+    """Step 2, for sources with a daily call quota. False when today's quota is used up: the
+    page's reservation is released and the run paused with the provider's reset time."""
+    if source.quota_kind != QuotaKind.DAILY_CALLS:
+        return True
+    try:
+        period = quota_reserve(source=source, unit_id=unit.pk)
+    except QuotaExhausted as error:
+        _settle_failed_page(unit, owner, NO_CHARGE)
+        _pause_for_quota(unit, error)
+        return False
+    unit.quota_reserved, unit.quota_period_id = 1, period.pk
+    return True
+
+
+def _page_not_fetched(unit: RunUnit, owner: str, settings: CollectionSettings, source: BaseSource,
+                      error: SourceError) -> Outcome:
+    """Step 3 failed: settle the page's reservation and quota call, then act on the error's type."""
+    if isinstance(error, QuotaExhausted):
+        quota_settle_unit(unit=unit, used=0)
+        if source.quota_kind == QuotaKind.DAILY_CALLS:
+            quota_exhaust(source=source)
+        _settle_failed_page(unit, owner, Charge(error.charged))
+        _pause_for_quota(unit, error)
+        return _unit_requeue(unit, owner)
+    quota_settle_unit(unit=unit)  # the call was made (or may have been)
+    if isinstance(error, Throttled):
+        _settle_failed_page(unit, owner, Charge(error.charged))
+        return _unit_requeue(unit, owner, delay=error.retry_after, outcome=Outcome.THROTTLED)
+    return _unit_failed_page(unit, owner, settings, error=str(error), retry_after=error.retry_after,
+                             charge=Charge(error.charged), retryable=error.retryable,
+                             fatal=isinstance(error, FatalSourceError))
+
+
+def _pause_for_quota(unit: RunUnit, error: QuotaExhausted) -> None:
+    detail = {"unit": unit.pk, "error": str(error)}
+    if error.resets_at:
+        detail["resets_at"] = error.resets_at.isoformat()
+    _pause_quietly(unit.run_id, PauseReason.QUOTA, detail, quota_resets_at=error.resets_at)
 
 
 def _pause_quietly(run_id: int, reason: str, detail: dict, quota_resets_at=None) -> None:
@@ -253,20 +328,15 @@ def _pause_quietly(run_id: int, reason: str, detail: dict, quota_resets_at=None)
         pass
 
 
-ALL_RESERVED = object()  # "charged": the outcome is unknown, count the whole reservation as spent
-
-
-def _settle_failed_page(unit: RunUnit, owner: str, charged) -> None:
+def _settle_failed_page(unit: RunUnit, owner: str, charge: Charge) -> None:
+    """Turn the page's reservation into what it cost (all of it when unknown), if we still
+    hold the unit."""
     with transaction.atomic():
         locked = RunUnit.objects.select_for_update().get(pk=unit.pk)
         if locked.lease_owner != owner:
             return
-        if charged is ALL_RESERVED:
-            budget_settle(unit=locked, spent=locked.reserved)
-        elif charged:
-            budget_settle(unit=locked, spent=charged)
-        else:
-            budget_release(unit=locked)
+        spent = locked.reserved if charge.amount is None else charge.amount
+        budget_settle(unit=locked, spent=spent)
 
 
 def _release(unit: RunUnit, owner: str, **changes) -> bool:
@@ -275,57 +345,50 @@ def _release(unit: RunUnit, owner: str, **changes) -> bool:
     )
 
 
-def _unit_yield(unit: RunUnit, owner: str) -> str:
-    """End of the time slice: go to the back of the queue (if the run is still running)."""
+def _unit_requeue(unit: RunUnit, owner: str, *, delay: float = 0, outcome: Outcome = Outcome.YIELDED,
+                  event: dict | None = None, **changes) -> Outcome:
+    """Let go of the unit: back of the queue (after `delay`) while the run is running, else
+    pending until it is resumed. `changes` are made to the unit and `event` is logged in the
+    same transaction."""
     with transaction.atomic():
         run = CollectionRun.objects.select_for_update().get(pk=unit.run_id)
-        if not _release(unit, owner):
-            return "lease_lost"
+        if not _release(unit, owner, **changes):
+            return Outcome.LEASE_LOST
+        if event:
+            event_write(run_id=run.pk, unit_id=unit.pk, **event)
         if run.status == RunStatus.RUNNING:
-            mark_queued([unit.pk])
-            return "yielded"
+            mark_queued([unit.pk], delay=delay)
+            return outcome
         RunUnit.objects.filter(pk=unit.pk).update(status=UnitStatus.PENDING)
-        return "stopped"
-
-
-def _unit_stop(unit: RunUnit, owner: str) -> str:
-    """The run is no longer running: leave the unit pending for resume — unless it was resumed
-    in the meantime, then carry on."""
-    return _unit_yield(unit, owner)
+        return Outcome.STOPPED if outcome == Outcome.YIELDED else outcome
 
 
 def _unit_failed_page(unit: RunUnit, owner: str, settings: CollectionSettings, *, error: str,
-                      retry_after: float | None, charged, retryable: bool = True, fatal: bool = False) -> str:
+                      retry_after: float | None, charge: Charge, retryable: bool = True, fatal: bool = False) -> Outcome:
     """Settle the page's reservation (capture what the source says it charged), then retry
     with backoff, or fail the unit (and the run, for a fatal error)."""
-    _settle_failed_page(unit, owner, charged)
+    _settle_failed_page(unit, owner, charge)
     attempts = RunUnit.objects.values_list("attempts", flat=True).get(pk=unit.pk) + 1
-    give_up = not retryable or attempts >= settings.max_unit_attempts
+    error = error[:2000]
+    if retryable and attempts < settings.max_unit_attempts:
+        delay = retry_delay(attempts, retry_after)
+        return _unit_requeue(
+            unit, owner, delay=delay, outcome=Outcome.RETRY, attempts=attempts, last_error=error,
+            event={"kind": EventKind.UNIT_RETRY, "error": error, "attempt": attempts, "retry_in": round(delay, 2)},
+        )
     with transaction.atomic():
         run = CollectionRun.objects.select_for_update().get(pk=unit.run_id)
-        if give_up:
-            if not _release(unit, owner, status=UnitStatus.FAILED, attempts=attempts, last_error=error[:2000],
-                            finished_at=timezone.now()):
-                return "lease_lost"
-            CollectionRun.objects.filter(pk=run.pk).update(units_failed=run.units_failed + 1)
-            event_write(run_id=run.pk, unit_id=unit.pk, kind=EventKind.UNIT_FAILED, error=error[:2000],
-                        attempts=attempts, permanent=not retryable)
-        else:
-            delay = retry_delay(attempts, retry_after)
-            if not _release(unit, owner, attempts=attempts, last_error=error[:2000]):
-                return "lease_lost"
-            event_write(run_id=run.pk, unit_id=unit.pk, kind=EventKind.UNIT_RETRY, error=error[:2000],
-                        attempt=attempts, retry_in=round(delay, 2))
-            if run.status == RunStatus.RUNNING:
-                mark_queued([unit.pk], delay=delay)
-            else:
-                RunUnit.objects.filter(pk=unit.pk).update(status=UnitStatus.PENDING)
-            return "retry"
+        if not _release(unit, owner, status=UnitStatus.FAILED, attempts=attempts, last_error=error,
+                        finished_at=timezone.now()):
+            return Outcome.LEASE_LOST
+        CollectionRun.objects.filter(pk=run.pk).update(units_failed=run.units_failed + 1)
+        event_write(run_id=run.pk, unit_id=unit.pk, kind=EventKind.UNIT_FAILED, error=error,
+                    attempts=attempts, permanent=not retryable)
     if fatal:
         try:
             run_fail(run_id=unit.run_id, error=error)
         except InvalidTransition:
             pass
-        return "failed"
+        return Outcome.FAILED
     run_dispatch(run_id=unit.run_id)
-    return "failed"
+    return Outcome.FAILED

@@ -8,13 +8,13 @@ from decimal import Decimal
 from django.utils import timezone
 
 from collection.models import Category, CollectionSettings
-from collection.sources import BaseSource, UnknownSource, get_source
+from collection.money import money
+from collection.sources import BaseSource, QuotaKind, SourceError, UnknownSource, get_source
 
-from .budget import period_current
+from .budget import budget_charge_month, period_current
 from .errors import InvalidInput
+from .quota import quota_reserve, quota_settle
 from .validation import parse_id_list, parse_money
-
-CENT_HUNDREDTHS = Decimal("0.0001")  # the scale money is stored at
 
 
 @dataclass
@@ -58,13 +58,6 @@ class Estimate:
         return data
 
 
-def resolve_source(key) -> BaseSource:
-    try:
-        return get_source(key)
-    except UnknownSource as error:
-        raise InvalidInput({"source": str(error)}) from None
-
-
 def resolve_categories(source: BaseSource, ids: list[int]) -> list[Category]:
     found = {c.pk: c for c in Category.objects.filter(pk__in=ids)}
     missing = [i for i in ids if i not in found]
@@ -80,26 +73,21 @@ def resolve_categories(source: BaseSource, ids: list[int]) -> list[Category]:
 
 def probe_unknown(src: BaseSource, categories: list[Category]) -> tuple[set[int], dict[int, str]]:
     """Ask the source for the item count of categories that have none (one call each, counted
-    against its quota and charged to the month). Returns the ids probed and {id: error} for
-    failures, which fall back to the settings default."""
-    from collection.sources import SourceError
-
-    from .budget import budget_charge_month
-    from .quota import quota_reserve, quota_settle
-
+    against its call quota and charged to the month). Returns the ids probed and {id: error}
+    for failures, which fall back to the settings default."""
     errors, probed = {}, set()
-    limit = getattr(src, "daily_call_quota", None)
+    counts_calls = src.quota_kind == QuotaKind.DAILY_CALLS
     for category in categories:
         if category.known_item_count is not None:
             continue
         try:
-            period = quota_reserve(source=src.key, limit=limit) if limit else None
+            period = quota_reserve(source=src) if counts_calls else None
         except SourceError as error:
             errors[category.pk] = str(error)
             continue
         used = 0
         try:
-            if not budget_charge_month(amount=src.pricing.cost_per_request):
+            if not budget_charge_month(amount=src.probe_cost()):
                 errors[category.pk] = "this month's budget cannot pay for a probe"
                 continue
             used = 1
@@ -136,7 +124,7 @@ def estimate(*, source: str, category_ids, budget_cap=None, probe: bool = True) 
     categories = resolve_categories(src, ids)
     probed: set[int] = set()
     probe_errors: dict[int, str] = {}
-    if probe and hasattr(src, "probe"):
+    if probe and src.can_probe:
         probed, probe_errors = probe_unknown(src, categories)
 
     settings = CollectionSettings.load()
@@ -147,7 +135,7 @@ def estimate(*, source: str, category_ids, budget_cap=None, probe: bool = True) 
         plan = src.plan(category=category, expected_items=items)
         rows.append(CategoryEstimate(
             id=category.pk, name=category.name, external_id=category.external_id,
-            items=plan.items, items_known=known, pages=plan.pages, cost=plan.cost.quantize(CENT_HUNDREDTHS),
+            items=plan.items, items_known=known, pages=plan.pages, cost=money(plan.cost),
             probed=category.pk in probed, probe_error=probe_errors.get(category.pk, ""),
         ))
     total = sum((r.cost for r in rows), Decimal("0"))
@@ -158,7 +146,7 @@ def estimate(*, source: str, category_ids, budget_cap=None, probe: bool = True) 
     if requested is not None:
         caps.insert(0, ("run", requested))
     cap_reason, cap = min(caps, key=lambda pair: pair[1])
-    cap = cap.quantize(CENT_HUNDREDTHS)
+    cap = money(cap)
     within = total <= cap
     reason = ""
     if not within:
@@ -172,6 +160,6 @@ def estimate(*, source: str, category_ids, budget_cap=None, probe: bool = True) 
         source=src.key, currency=settings.currency, categories=rows,
         items=sum(r.items for r in rows), pages=sum(r.pages for r in rows), total_cost=total,
         cap=cap, cap_reason=cap_reason, within_budget=within, reason=reason,
-        requested_cap=requested, month_remaining=month_left.quantize(CENT_HUNDREDTHS), category_ids=ids,
+        requested_cap=requested, month_remaining=money(month_left), category_ids=ids,
         probe_calls=len(probed) + len(probe_errors),
     )

@@ -1,45 +1,41 @@
 """Call quotas (e.g. eBay's 5,000 calls a day): a ledger like money. A call is reserved before
 it is made with one conditional UPDATE (`used + reserved + 1 <= limit`), so concurrent workers
 never pass the quota; afterwards it is used. A reservation left by a dead worker is counted
-as used by recovery (the call may have been made)."""
+as used by recovery (the call may have been made).
+
+The day is the provider's (`source.quota_day()`), not ours: one ledger row per source and
+provider day.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
-
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
 
 from collection.models import QuotaPeriod, RunUnit
-from collection.sources import QuotaExhausted
+from collection.sources import BaseSource, QuotaExhausted
 
 
-def quota_day(now: datetime | None = None):
-    return (now or timezone.now()).astimezone(UTC).date()
-
-
-def quota_resets_at(now: datetime | None = None) -> datetime:
-    """Quotas reset at midnight UTC."""
-    return datetime.combine(quota_day(now) + timedelta(days=1), time.min, tzinfo=UTC)
-
-
-def quota_period(*, source: str, limit: int) -> QuotaPeriod:
-    period, _ = QuotaPeriod.objects.get_or_create(source=source, day=quota_day(), defaults={"limit": limit})
+def quota_period(*, source: BaseSource) -> QuotaPeriod:
+    """Today's ledger row for the source (the provider's today), with the quota in force."""
+    limit = source.daily_call_quota
+    period, _ = QuotaPeriod.objects.get_or_create(source=source.key, day=source.quota_day(),
+                                                  defaults={"limit": limit})
     if period.limit != limit:  # the operator changed the quota: it applies from now on
         QuotaPeriod.objects.filter(pk=period.pk).update(limit=max(limit, period.used + period.reserved))
         period.refresh_from_db()
     return period
 
 
-def quota_reserve(*, source: str, limit: int, calls: int = 1, unit_id: int | None = None) -> QuotaPeriod:
+def quota_reserve(*, source: BaseSource, calls: int = 1, unit_id: int | None = None) -> QuotaPeriod:
     """Reserve `calls` of today's quota (on the unit, when given). Raises QuotaExhausted."""
-    period = quota_period(source=source, limit=limit)
+    period = quota_period(source=source)
     with transaction.atomic():
         if not QuotaPeriod.objects.filter(pk=period.pk, used__lte=F("limit") - F("reserved") - calls).update(
             reserved=F("reserved") + calls
         ):
-            raise QuotaExhausted(f"the {source} call quota ({limit} a day) is used up", resets_at=quota_resets_at())
+            raise QuotaExhausted(f"the {source.key} call quota ({period.limit} a day) is used up",
+                                 resets_at=source.quota_resets_at())
         if unit_id is not None:
             RunUnit.objects.filter(pk=unit_id).update(quota_reserved=F("quota_reserved") + calls, quota_period=period)
     return period
@@ -62,7 +58,7 @@ def quota_settle_unit(*, unit: RunUnit, used: int | None = None) -> None:
         unit.quota_reserved, unit.quota_period_id = 0, None
 
 
-def quota_exhaust(*, source: str) -> None:
+def quota_exhaust(*, source: BaseSource) -> None:
     """The provider says today's quota is gone (eBay's 429 with errorId 2001): mark the rest of
     the day used, so no other worker calls again before the reset."""
-    QuotaPeriod.objects.filter(source=source, day=quota_day()).update(used=F("limit") - F("reserved"))
+    QuotaPeriod.objects.filter(source=source.key, day=source.quota_day()).update(used=F("limit") - F("reserved"))

@@ -38,8 +38,8 @@ from collection.models import (
 from .budget import budget_settle
 from .engine import mark_queued, run_dispatch
 from .errors import InvalidTransition
+from .lifecycle import event_write, run_pause
 from .quota import quota_settle_unit
-from .runs import event_write, run_pause
 
 logger = logging.getLogger("collection.recovery")
 

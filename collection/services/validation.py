@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-MAX_MONEY = Decimal("1000000000")  # a billion: anything above is a typo, not a budget
+from collection.money import MAX_MONEY, MONEY_PLACES, money
+
 MAX_CATEGORIES = 1000
 
 
@@ -29,8 +30,8 @@ def parse_money(value, *, field: str, errors: dict, allow_none: bool = False) ->
         errors[field] = ["Must not be negative."]
     elif amount > MAX_MONEY:
         errors[field] = [f"Must not exceed {MAX_MONEY}."]
-    elif amount != amount.quantize(Decimal("0.0001")):
-        errors[field] = ["At most 4 decimal places."]
+    elif amount != money(amount):
+        errors[field] = [f"At most {MONEY_PLACES} decimal places."]
     else:
         return amount
     return None

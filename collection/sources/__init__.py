@@ -14,9 +14,11 @@ from .base import (  # noqa: F401  (the public interface of sources)
     Pricing,
     ProductItem,
     QuotaExhausted,
+    QuotaKind,
     RetryableSourceError,
     SellerItem,
     SourceError,
+    Throttled,
 )
 
 

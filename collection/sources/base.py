@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
     from collection.models import Category
@@ -98,9 +100,39 @@ class QuotaExhausted(SourceError):
         self.resets_at = resets_at
 
 
+class Throttled(SourceError):
+    """The provider asks us to slow down ("retry after N seconds"): neither a failure nor a
+    pause. The page is tried again after `retry_after` seconds, and it counts as no attempt."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float, **kwargs: Any):
+        super().__init__(message, retry_after=max(0.0, float(retry_after)), **kwargs)
+
+
+class QuotaKind(StrEnum):
+    """How a provider limits calls, besides money."""
+
+    NONE = "none"
+    DAILY_CALLS = "daily_calls"  # `daily_call_quota` calls per provider day (`quota_timezone`)
+    # A refilling bucket shared by all workers of a key: the source raises Throttled when the
+    # bucket cannot pay for the next page.
+    TOKEN_BUCKET = "token_bucket"  # noqa: S105 (a kind of quota, not a secret)
+
+
 @dataclass
 class BaseSource:
-    """Subclass and set `key`, `platform`, `page_size`, `pricing`; implement `fetch_page`."""
+    """Everything the engine and the estimate ask of a source, with defaults.
+
+    Subclass, set `key`, `platform`, `page_size` and `pricing`, and implement `fetch_page`.
+    Override the rest only where the provider differs: nothing outside this class probes a
+    source with getattr/hasattr. Sources import nothing from the services.
+
+    Errors: raise RetryableSourceError (5xx, timeouts, malformed payloads),
+    PermanentSourceError (the category fails), FatalSourceError (the run fails),
+    QuotaExhausted (the run pauses with reason quota until `resets_at`) or Throttled (try
+    again after N seconds; no attempt, no pause). `charged` on an error is what the provider
+    billed anyway."""
 
     key: str = "base"
     platform: str = "base"
@@ -108,8 +140,27 @@ class BaseSource:
     page_size: int = 50
     pricing: Pricing = field(default_factory=Pricing)
 
+    # Call quota. DAILY_CALLS: one call is reserved before each page (and each probe) on a
+    # ledger shared by every worker, and the day is the provider's: it starts at midnight in
+    # `quota_timezone`.
+    quota_kind: QuotaKind = QuotaKind.NONE
+    daily_call_quota: int = 0
+    quota_timezone: str = "UTC"
+
+    # Size probes: whether `probe` can tell a category's item count before a run (estimates).
+    can_probe: bool = False
+
     def fetch_page(self, *, category: Category, cursor: dict | None) -> Page:
+        """One page of `category` starting at `cursor` (None: the beginning)."""
         raise NotImplementedError
+
+    def probe(self, category: Category) -> int:
+        """The category's item count, from one cheap call. Only called when `can_probe`."""
+        raise NotImplementedError(f"source {self.key!r} cannot probe category sizes")
+
+    def probe_cost(self) -> Decimal:
+        """What one probe costs (charged to the month's budget before the call)."""
+        return self.pricing.cost_per_request
 
     def plan(self, *, category: Category, expected_items: int) -> CategoryPlan:
         """Pages and cost to collect `expected_items`; at least one request per category."""
@@ -120,6 +171,16 @@ class BaseSource:
     def max_page_cost(self, *, category: Category, cursor: dict | None) -> Decimal:
         """The most the next page can cost: what a worker reserves before fetching it."""
         return self.pricing.page_cost(self.page_size)
+
+    def quota_day(self, now: datetime | None = None) -> date:
+        """The provider's day that `now` falls in (its quota counts per day)."""
+        return (now or datetime.now(UTC)).astimezone(ZoneInfo(self.quota_timezone)).date()
+
+    def quota_resets_at(self, now: datetime | None = None) -> datetime:
+        """When the provider's next day starts (an aware datetime, in UTC)."""
+        zone = ZoneInfo(self.quota_timezone)
+        midnight = datetime.combine(self.quota_day(now) + timedelta(days=1), time.min, tzinfo=zone)
+        return midnight.astimezone(UTC)
 
     def describe(self) -> dict:
         return {

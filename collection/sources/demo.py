@@ -10,7 +10,6 @@ same sellers turn up across pages and categories, as on a real marketplace.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -104,9 +103,6 @@ class DemoSource(BaseSource):
         count = min(self.page_size, remaining)
         items = [demo_item(category.external_id, offset + i) for i in range(count)]
         end = offset + count
-        if settings.DEMO_FETCH_LOG:
-            with open(settings.DEMO_FETCH_LOG, "a") as log:
-                log.write(f"{category.external_id} {offset} {os.getpid()}\n")
         return Page(
             items=items,
             next_cursor={"offset": end} if end < item_count(category) else None,

@@ -32,6 +32,7 @@ from .base import (
     Pricing,
     ProductItem,
     QuotaExhausted,
+    QuotaKind,
     RetryableSourceError,
     SellerItem,
 )
@@ -73,7 +74,10 @@ class EbaySource(BaseSource):
     page_size: int = field(default_factory=lambda: settings.EBAY_PAGE_SIZE)
     pricing: Pricing = field(default_factory=lambda: Pricing(
         cost_per_request=Decimal(str(settings.EBAY_COST_PER_CALL)), model="per_request + daily call quota"))
+    quota_kind: QuotaKind = QuotaKind.DAILY_CALLS
     daily_call_quota: int = field(default_factory=lambda: settings.EBAY_DAILY_CALL_QUOTA)
+    quota_timezone: str = "UTC"
+    can_probe: bool = True
 
     def __post_init__(self):
         self._token: str | None = None
@@ -145,10 +149,8 @@ class EbaySource(BaseSource):
         if status == 429:
             retry_after = _decimal(response.headers.get("Retry-After"))
             if error_id == QUOTA_ERROR_ID:
-                from collection.services.quota import quota_resets_at
-
                 raise QuotaExhausted(f"eBay call quota exceeded (errorId {QUOTA_ERROR_ID}): {message}",
-                                     resets_at=quota_resets_at())
+                                     resets_at=self.quota_resets_at())
             raise RetryableSourceError(f"eBay rate limit (HTTP 429): {message}",
                                        retry_after=float(retry_after) if retry_after else None)
         if status >= 500:

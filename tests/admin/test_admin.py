@@ -7,10 +7,10 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from collection.models import CollectionRun, CollectionSettings, Product, RunStatus, Seller
-from collection.services import runs
 from collection.services.checkpoint import upsert_items
 from collection.sources.demo import demo_item
-from tests.conftest import make_categories, set_settings
+from tests.conftest import set_settings
+from tests.factories import make_categories, make_run
 
 pytestmark = pytest.mark.django_db
 
@@ -25,13 +25,7 @@ def console(client, operator):
 
 
 def new_runs(n: int, *, status=RunStatus.PENDING) -> list[CollectionRun]:
-    made = []
-    for i in range(n):
-        cats = make_categories(1, items=20, start=1000 + CollectionRun.objects.count() * 3 + i)
-        run = runs.run_create(source="demo", category_ids=[c.pk for c in cats])
-        CollectionRun.objects.filter(pk=run.pk).update(status=status)
-        made.append(run)
-    return made
+    return [make_run(categories=1, items=20, status=status) for _ in range(n)]
 
 
 def act(client, action: str, run_list):
@@ -121,7 +115,7 @@ def test_settings_is_one_row_edited_in_place(console):
 
 
 def seed_items(n: int):
-    cat = make_categories(1, start=500)[0]
+    cat = make_categories(1)[0]
     upsert_items(platform="demo", items=[demo_item("x", i) for i in range(n)], run_id=None, category_id=cat.pk)
 
 

@@ -7,10 +7,10 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from collection.models import CollectionRun, IdempotencyKey, RunEvent, RunStatus, RunUnit, Seller
-from collection.services import runs
 from collection.services.checkpoint import upsert_items
 from collection.sources.demo import demo_item
-from tests.conftest import make_categories, set_settings
+from tests.conftest import set_settings
+from tests.factories import make_categories, make_run
 
 pytestmark = pytest.mark.django_db
 
@@ -18,8 +18,7 @@ BASE = "/api/collection/"
 
 
 def new_run(**kwargs) -> CollectionRun:
-    cats = make_categories(2, items=40, start=100 + CollectionRun.objects.count() * 5)
-    return runs.run_create(source="demo", category_ids=[c.pk for c in cats], **kwargs)
+    return make_run(categories=2, items=40, **kwargs)
 
 
 def api_routes() -> list[str]:
@@ -212,7 +211,7 @@ def test_idempotency_key_replays_the_first_response(api):
 def test_list_endpoints_make_a_constant_number_of_queries(api, django_assert_max_num_queries):
     for _ in range(3):
         new_run()
-    cat = make_categories(1, start=900)[0]
+    cat = make_categories(1)[0]
     upsert_items(platform="demo", items=[demo_item("q", i) for i in range(150)], run_id=None, category_id=cat.pk)
     for url in ["runs/", "sellers/", "products/", "categories/"]:
         with django_assert_max_num_queries(6):

@@ -7,13 +7,14 @@ from django_tasks_db.management.commands.db_worker import Worker
 from collection.models import BudgetPeriod, CollectionRun, Product, RunStatus, RunUnit, Seller, UnitStatus
 from collection.services import runs
 from collection.sources.demo import expected_listing
-from tests.conftest import make_categories, wait_for
+from tests.conftest import wait_for
+from tests.factories import make_categories, make_run
 
 PAGE = {"DEMO_PAGE_SIZE": 20, "DEMO_COST_PER_REQUEST": "0.01", "DEMO_COST_PER_RESULT": "0.001"}
 
 
 def start_run(categories, *, source="demo", cap=None) -> CollectionRun:
-    run = runs.run_create(source=source, category_ids=[c.pk for c in categories], budget_cap=cap)
+    run = make_run(categories=categories, source=source, budget_cap=cap)
     runs.run_start(run_id=run.pk)
     return run
 

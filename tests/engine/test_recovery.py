@@ -26,6 +26,8 @@ from collection.services import runs
 from collection.services.budget import budget_reserve
 from tests.conftest import ROOT, Workers, make_categories, postgres_only, set_settings, worker_env
 from tests.engine.helpers import PAGE, assert_complete_listing, fetches, refetched, start_run, wait_status
+from tests.factories import make_run
+from tests.fake_sources import logged_demo_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.workers]
 
@@ -36,7 +38,7 @@ def test_kill_9_workers_repeatedly_and_the_run_still_collects_exactly_once(tmp_p
     set_settings(concurrency_per_run=3, lease_seconds=2, max_auto_recoveries=100)
     cats = make_categories(6, items=300)  # 90 pages
     log = tmp_path / "fetches.log"
-    workers = Workers(tmp_path, DEMO_FETCH_LOG=log, DEMO_LATENCY_MS=60, COLLECTION_SLICE_SECONDS=2,
+    workers = Workers(tmp_path, **logged_demo_env(log), DEMO_LATENCY_MS=60, COLLECTION_SLICE_SECONDS=2,
                       COLLECTION_SWEEP_SECONDS=0.5, **PAGE)
     rng = random.Random(20261124)
     kills = 0
@@ -93,8 +95,7 @@ def expire_one_unit(run) -> RunUnit:
 
 
 def interrupted_run(cats):
-    run = runs.run_create(source="demo", category_ids=[c.pk for c in cats])
-    CollectionRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING)
+    run = make_run(categories=cats, status=RunStatus.RUNNING)
     return run, expire_one_unit(run)
 
 

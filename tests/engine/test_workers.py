@@ -18,13 +18,14 @@ from tests.engine.helpers import (
     wait_idle,
     wait_status,
 )
+from tests.fake_sources import logged_demo_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.workers]
 
 
 
 def pool(tmp_path, **env) -> Workers:
-    return Workers(tmp_path, **{"DEMO_FETCH_LOG": tmp_path / "fetches.log", "COLLECTION_SLICE_SECONDS": 1, **PAGE, **env})
+    return Workers(tmp_path, **{**logged_demo_env(tmp_path / "fetches.log"), "COLLECTION_SLICE_SECONDS": 1, **PAGE, **env})
 
 
 def test_a_run_completes_with_exactly_the_items_and_sellers_the_source_defines(tmp_path, demo_pricing):
@@ -129,7 +130,7 @@ def test_runs_share_workers_fairly(tmp_path, demo_pricing):
     """One worker, a long run started first: a short run started after it is not starved."""
     set_settings(concurrency_per_run=1)
     long_cats = make_categories(1, items=2000)  # 100 pages
-    short_cats = make_categories(1, items=60, start=10)  # 3 pages
+    short_cats = make_categories(1, items=60)  # 3 pages
     workers = pool(tmp_path, DEMO_LATENCY_MS=20, COLLECTION_SLICE_SECONDS=0.2)
     try:
         workers.start(1)

@@ -5,17 +5,14 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from collection.models import BudgetPeriod, CollectionRun, RunStatus, RunUnit
-from collection.services import runs
-from collection.services.budget import budget_capture, budget_release, budget_reserve, period_current
+from collection.services.budget import budget_reserve, budget_settle, period_current
 from collection.services.errors import BudgetExceeded
-from tests.conftest import make_categories, postgres_only, set_settings
+from tests.conftest import postgres_only, set_settings
+from tests.factories import make_run
 
 
 def running_run(*, cap: str, units: int = 1) -> CollectionRun:
-    cats = make_categories(units, items=0, start=CollectionRun.objects.count() * 100 + 1)
-    run = runs.run_create(source="demo", category_ids=[c.pk for c in cats], budget_cap=cap)
-    CollectionRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING)
-    return run
+    return make_run(categories=units, items=0, budget_cap=cap, status=RunStatus.RUNNING)
 
 
 @pytest.mark.django_db
@@ -25,7 +22,7 @@ def test_the_first_reservation_that_would_pass_the_run_cap_is_refused():
     for _ in range(3):
         budget_reserve(unit_id=unit.pk, run_id=run.pk, amount=Decimal("0.1"))
         unit.refresh_from_db()
-        budget_capture(unit=RunUnit.objects.get(pk=unit.pk), actual=Decimal("0.1"))
+        budget_settle(unit=RunUnit.objects.get(pk=unit.pk), spent=Decimal("0.1"))
     with pytest.raises(BudgetExceeded) as caught:
         budget_reserve(unit_id=unit.pk, run_id=run.pk, amount=Decimal("0.0001"))
     assert caught.value.scope == "run"
@@ -55,11 +52,11 @@ def test_capture_spends_the_actual_cost_and_release_frees_the_rest():
     run = running_run(cap="1")
     unit = run.units.get()
     budget_reserve(unit_id=unit.pk, run_id=run.pk, amount=Decimal("0.5"))
-    spent = budget_capture(unit=RunUnit.objects.get(pk=unit.pk), actual=Decimal("0.2"))
+    spent = budget_settle(unit=RunUnit.objects.get(pk=unit.pk), spent=Decimal("0.2"))
     run.refresh_from_db()
     assert spent == Decimal("0.2") and (run.spent, run.reserved) == (Decimal("0.2"), 0)
     budget_reserve(unit_id=unit.pk, run_id=run.pk, amount=Decimal("0.5"))
-    budget_release(unit=RunUnit.objects.get(pk=unit.pk))
+    budget_settle(unit=RunUnit.objects.get(pk=unit.pk), spent=Decimal("0"))
     run.refresh_from_db()
     assert (run.spent, run.reserved) == (Decimal("0.2"), 0)
 

@@ -6,11 +6,15 @@ from django.test import override_settings
 from collection.models import CollectionRun, Product, RunStatus, RunUnit, Seller, UnitStatus
 from collection.services import runs
 from collection.services.budget import budget_reserve, period_current
-from collection.services.checkpoint import unit_checkpoint, upsert_items
+from collection.services.checkpoint import PageCheckpoint, unit_checkpoint, upsert_items
 from collection.sources import Page, ProductItem, SellerItem
 from tests.conftest import make_categories
 
 pytestmark = pytest.mark.django_db
+
+
+def checkpoint(**fields):
+    return unit_checkpoint(PageCheckpoint(**fields))
 
 
 def items(*pairs) -> list[ProductItem]:
@@ -58,14 +62,14 @@ def test_checkpoint_records_a_page_once_and_ignores_pages_the_cursor_has_passed(
     period = budget_reserve(unit_id=unit.pk, run_id=run.pk, amount=Decimal("0.01"))
     held = {"reserved": Decimal("0.01"), "period_id": period, "lease_seconds": 60, "platform": "demo",
             "run_id": run.pk, "category_id": cat.pk}
-    first = unit_checkpoint(unit_id=unit.pk, lease_owner="me", page_index=0, page=page, **held)
+    first = checkpoint(unit_id=unit.pk, lease_owner="me", page_index=0, page=page, **held)
     assert first.items == 2 and first.sellers_new == 2 and not first.done
     snapshot = (RunUnit.objects.values("cursor", "pages_done", "items_done", "cost").get(pk=unit.pk),
                 CollectionRun.objects.values("pages_done", "items_done", "spent", "reserved").get(pk=run.pk),
                 Seller.objects.count(), Product.objects.count())
     # replaying page 0 (the cursor is already past it) or checkpointing without the lease changes nothing
-    assert unit_checkpoint(unit_id=unit.pk, lease_owner="me", page_index=0, page=page, **held) is None
-    assert unit_checkpoint(unit_id=unit.pk, lease_owner="someone-else", page_index=1, page=page, **held) is None
+    assert checkpoint(unit_id=unit.pk, lease_owner="me", page_index=0, page=page, **held) is None
+    assert checkpoint(unit_id=unit.pk, lease_owner="someone-else", page_index=1, page=page, **held) is None
     assert snapshot == (RunUnit.objects.values("cursor", "pages_done", "items_done", "cost").get(pk=unit.pk),
                         CollectionRun.objects.values("pages_done", "items_done", "spent", "reserved").get(pk=run.pk),
                         Seller.objects.count(), Product.objects.count())
@@ -73,7 +77,7 @@ def test_checkpoint_records_a_page_once_and_ignores_pages_the_cursor_has_passed(
 
     last = Page(items=items(("c", "s1"), ("d", "s3")), next_cursor=None, cost=Decimal("0.01"), total=4)
     budget_reserve(unit_id=unit.pk, run_id=run.pk, amount=Decimal("0.01"))
-    done = unit_checkpoint(unit_id=unit.pk, lease_owner="me", page_index=1, page=last, **held)
+    done = checkpoint(unit_id=unit.pk, lease_owner="me", page_index=1, page=last, **held)
     assert done.done and done.sellers_new == 1
     unit.refresh_from_db()
     assert (unit.status, unit.lease_owner, unit.pages_done, unit.items_done) == (UnitStatus.DONE, "", 2, 4)
@@ -94,14 +98,14 @@ def test_checkpoint_reserves_the_next_page_in_the_same_transaction_only_when_it_
     held = {"period_id": period, "lease_seconds": 60, "platform": "demo", "next_reservation": Decimal("0.01"),
             "run_id": run.pk, "category_id": cat.pk}
 
-    first = unit_checkpoint(unit_id=unit.pk, lease_owner="me", page_index=0, page=page, reserved=Decimal("0.01"), **held)
+    first = checkpoint(unit_id=unit.pk, lease_owner="me", page_index=0, page=page, reserved=Decimal("0.01"), **held)
     assert first.next_reserved
     run.refresh_from_db()
     unit.refresh_from_db()
     assert (run.spent, run.reserved, unit.reserved, unit.cost) == (Decimal("0.008"), Decimal("0.01"), Decimal("0.01"),
                                                                     Decimal("0.008"))
     # 0.008 + 0.008 spent + 0.01 next would pass the cap of 0.025: captured, not reserved
-    second = unit_checkpoint(unit_id=unit.pk, lease_owner="me", page_index=1, page=page, reserved=Decimal("0.01"),
+    second = checkpoint(unit_id=unit.pk, lease_owner="me", page_index=1, page=page, reserved=Decimal("0.01"),
                              **held)
     assert not second.next_reserved
     run.refresh_from_db()

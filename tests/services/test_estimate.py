@@ -17,8 +17,8 @@ PRICING = {"DEMO_PAGE_SIZE": 20, "DEMO_COST_PER_REQUEST": "0.05", "DEMO_COST_PER
 @override_settings(**PRICING)
 def test_estimate_by_hand_computed_example():
     known = make_categories(1, items=45)[0]  # 45 items → 3 pages (20 + 20 + 5)
-    unknown = make_categories(1, start=2)[0]  # unknown → settings default 50 → 3 pages
-    empty = make_categories(1, items=0, start=3)[0]  # an empty category still costs one request
+    unknown = make_categories(1)[0]  # unknown → settings default 50 → 3 pages
+    empty = make_categories(1, items=0)[0]  # an empty category still costs one request
     set_settings(default_items_per_category=50, run_budget_cap=Decimal("10"), monthly_budget_cap=Decimal("500"))
 
     est = estimate(source="demo", category_ids=[known.pk, unknown.pk, empty.pk])

@@ -1,4 +1,3 @@
-import itertools
 from decimal import Decimal
 
 import pytest
@@ -8,19 +7,17 @@ from django.test import override_settings
 from collection.models import CollectionRun, EventKind, RunEvent, RunStatus, RunUnit
 from collection.services import runs
 from collection.services.errors import BudgetExceeded, InvalidInput, InvalidTransition, RunNotFound
-from tests.conftest import make_categories, set_settings
+from collection.services.settings import settings_update
+from tests.conftest import set_settings
+from tests.factories import make_categories, make_run
 
 pytestmark = pytest.mark.django_db
 
 PRICING = {"DEMO_PAGE_SIZE": 20, "DEMO_COST_PER_REQUEST": "0.05", "DEMO_COST_PER_RESULT": "0.002"}
 
 
-_numbers = itertools.count(1, 10)
-
-
 def new_run(**kwargs) -> CollectionRun:
-    cats = make_categories(2, items=40, start=next(_numbers))
-    return runs.run_create(source="demo", category_ids=[c.pk for c in cats], **kwargs)
+    return make_run(categories=2, items=40, **kwargs)
 
 
 @override_settings(**PRICING)
@@ -149,19 +146,19 @@ def test_settings_update_validates_and_applies_the_monthly_cap_to_this_month():
     from collection.services.budget import period_current
 
     with pytest.raises(InvalidInput) as caught:
-        runs.settings_update(run_budget_cap="-5")
+        settings_update(run_budget_cap="-5")
     assert "run_budget_cap" in caught.value.errors
     with pytest.raises(InvalidInput) as caught:
-        runs.settings_update(concurrency_per_run=0)
+        settings_update(concurrency_per_run=0)
     assert "concurrency_per_run" in caught.value.errors
     with pytest.raises(InvalidInput) as caught:
-        runs.settings_update(no_such_setting=1)
+        settings_update(no_such_setting=1)
     assert "no_such_setting" in caught.value.errors
 
     period = period_current()
     type(period).objects.filter(pk=period.pk).update(spent=Decimal("40"))
     with pytest.raises(InvalidInput, match="this month"):
-        runs.settings_update(monthly_budget_cap="39")
-    saved = runs.settings_update(monthly_budget_cap="250", currency="eur")
+        settings_update(monthly_budget_cap="39")
+    saved = settings_update(monthly_budget_cap="250", currency="eur")
     assert saved.monthly_budget_cap == Decimal("250") and saved.currency == "EUR"
     assert period_current().cap == Decimal("250")

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from collection.charts import spend_chart_svg
-from collection.exports import csv_response
+from collection.exports import PRODUCT_FIELDS, SELLER_FIELDS, csv_response
 from collection.models import (
     Category,
     CollectionRun,
@@ -240,9 +240,9 @@ class CollectionSettingsAdmin(admin.ModelAdmin):
 
 @admin.register(Category)
 class CategoryAdmin(admin.ModelAdmin):
-    list_display = ("name", "platform", "external_id", "known_item_count", "item_count_measured_at",
+    list_display = ("name", "platform", "external_id", "level", "is_leaf", "known_item_count", "item_count_measured_at",
                     "last_collected_at")
-    list_filter = ("platform",)
+    list_filter = ("platform", "is_leaf", "level")
     search_fields = ("name", "=external_id")
     show_full_result_count = False
 
@@ -276,15 +276,14 @@ class FeedbackScoreFilter(admin.SimpleListFilter):
 
 @admin.register(Seller)
 class SellerAdmin(CsvExportMixin, admin.ModelAdmin):
-    list_display = ("external_id", "name", "platform", "feedback_score", "feedback_percent", "times_seen",
-                    "first_seen_at", "last_seen_at", "products_link")
-    list_filter = ("platform", FeedbackScoreFilter, "first_seen_at")
+    list_display = ("external_id", "name", "platform", "account_type", "country", "feedback_score", "feedback_percent",
+                    "times_seen", "first_seen_at", "last_seen_at", "products_link")
+    list_filter = ("platform", "account_type", "country", FeedbackScoreFilter, "first_seen_at")
     search_fields = ("=external_id", "name")
     show_full_result_count = False
     actions = ("export_csv",)
     raw_id_fields = ("first_seen_run", "last_seen_run")
-    export_fields = ("id", "platform", "external_id", "name", "feedback_score", "feedback_percent", "times_seen",
-                     "first_seen_at", "last_seen_at", "first_seen_run_id")
+    export_fields = SELLER_FIELDS
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.opts.fields]  # data comes from sources
@@ -297,15 +296,15 @@ class SellerAdmin(CsvExportMixin, admin.ModelAdmin):
 
 @admin.register(Product)
 class ProductAdmin(CsvExportMixin, admin.ModelAdmin):
-    list_display = ("external_id", "title", "price", "currency", "seller_link", "category", "first_seen_at")
-    list_filter = ("platform", FeedbackScoreFilter, "category", "first_seen_at")
+    list_display = ("external_id", "title", "price", "currency", "buying_options", "condition", "location_country",
+                    "seller_link", "category", "first_seen_at")
+    list_filter = ("platform", "buying_options", "condition", "location_country", FeedbackScoreFilter, "first_seen_at")
     search_fields = ("=external_id", "title", "=seller__external_id")
     list_select_related = ("seller", "category")
     show_full_result_count = False
     actions = ("export_csv",)
     raw_id_fields = ("seller", "category", "first_seen_run")
-    export_fields = ("id", "platform", "external_id", "title", "price", "currency", "url", "seller__external_id",
-                     "category__external_id", "first_seen_at", "last_seen_at", "first_seen_run_id")
+    export_fields = PRODUCT_FIELDS
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.opts.fields]

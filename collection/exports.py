@@ -7,6 +7,13 @@ import csv
 
 from django.http import StreamingHttpResponse
 
+# The columns of every export (admin action, API ?format=csv, collection_export).
+SELLER_FIELDS = ("id", "platform", "external_id", "name", "feedback_score", "feedback_percent", "account_type",
+                 "country", "times_seen", "first_seen_at", "last_seen_at", "first_seen_run_id")
+PRODUCT_FIELDS = ("id", "platform", "external_id", "legacy_id", "title", "price", "currency", "url", "condition",
+                  "buying_options", "location_country", "source_category_ids", "seller__external_id",
+                  "category__external_id", "first_seen_at", "last_seen_at", "first_seen_run_id")
+
 
 class _Echo:
     def write(self, value):

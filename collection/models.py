@@ -124,6 +124,12 @@ class Category(models.Model):
     external_id = models.CharField(max_length=128)
     name = models.CharField(max_length=255)
     parent_external_id = models.CharField(max_length=128, blank=True)
+    level = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Depth in the provider's tree: 1 = top level (eBay's categoryTreeNodeLevel)."
+    )
+    is_leaf = models.BooleanField(
+        default=True, help_text="A category with subcategories is collected through its leaf categories.",
+    )
     known_item_count = models.PositiveIntegerField(
         null=True, blank=True, help_text="Items the source reported for this category, when known."
     )
@@ -137,6 +143,7 @@ class Category(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["platform", "external_id"], name="category_unique_external_id"),
         ]
+        indexes = [models.Index(fields=["platform", "parent_external_id"], name="category_parent_idx")]
 
     def __str__(self):
         return f"{self.name} ({self.platform}:{self.external_id})"
@@ -160,6 +167,9 @@ class CollectionRun(models.Model):
     pages_estimated = models.PositiveIntegerField(default=0)
     items_done = models.PositiveIntegerField(default=0)
     sellers_new = models.PositiveIntegerField(default=0)
+    items_unreachable = models.PositiveIntegerField(
+        default=0, help_text="Listings the provider reported but would not serve (a partition above its result cap).",
+    )
     quota_resets_at = models.DateTimeField(null=True, blank=True)
     budget_warned_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
@@ -238,6 +248,8 @@ class RunUnit(models.Model):
         max_length=32, blank=True, help_text="Only the task carrying this token may advance the unit."
     )
     last_error = models.TextField(blank=True)
+    note = models.TextField(blank=True, help_text="Why the category ended as it did, when not simply collected.")
+    items_unreachable = models.PositiveIntegerField(default=0)
     task_id = models.CharField(max_length=64, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -277,6 +289,10 @@ class EventKind(models.TextChoices):
     RECOVERED = "recovered", "Recovered after a worker died"
     REDISPATCHED = "redispatched", "Lost trigger dispatched again"
     OVERCHARGE = "overcharge", "Source charged more than it declared"
+    SOURCE_WARNING = "source_warning", "Source warning"
+    CATEGORY_GONE = "category_gone", "Category no longer exists at the source"
+    PARTITIONED = "partitioned", "Category split into partitions"
+    INCOMPLETE = "incomplete", "Listings the source would not serve"
 
 
 class RunEvent(models.Model):
@@ -360,6 +376,8 @@ class Seller(models.Model):
     name = models.CharField(max_length=255, blank=True)
     feedback_score = models.IntegerField(null=True, blank=True)
     feedback_percent = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    account_type = models.CharField(max_length=16, blank=True, help_text="BUSINESS or INDIVIDUAL, where the source says.")
+    country = models.CharField(max_length=2, blank=True, help_text="Where its listings are located (ISO 3166).")
     first_seen_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
     times_seen = models.PositiveIntegerField(default=1, help_text="In how many runs the seller was seen.")
@@ -375,7 +393,11 @@ class Seller(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["external_id", "platform"], name="seller_unique_external_id"),
         ]
-        indexes = [models.Index(fields=["feedback_score"], name="seller_feedback_idx")]
+        indexes = [
+            models.Index(fields=["feedback_score"], name="seller_feedback_idx"),
+            models.Index(fields=["platform", "account_type"], name="seller_account_type_idx"),
+            models.Index(fields=["platform", "country"], name="seller_country_idx"),
+        ]
 
     def __str__(self):
         return self.name or self.external_id
@@ -390,6 +412,11 @@ class Product(models.Model):
     url = models.URLField(max_length=1000, blank=True)
     seller = models.ForeignKey(Seller, null=True, blank=True, on_delete=models.SET_NULL, related_name="products")
     category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="products")
+    condition = models.CharField(max_length=64, blank=True)
+    buying_options = models.CharField(max_length=64, blank=True, help_text="e.g. AUCTION, FIXED_PRICE")
+    location_country = models.CharField(max_length=2, blank=True)
+    legacy_id = models.CharField(max_length=32, blank=True, help_text="The provider's legacy id (eBay's item number).")
+    source_category_ids = models.CharField(max_length=255, blank=True, help_text="The provider's category ids.")
     first_seen_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
     first_seen_run = models.ForeignKey(
@@ -404,6 +431,18 @@ class Product(models.Model):
 
     def __str__(self):
         return self.title
+
+
+class SourceState(models.Model):
+    """Small shared state of a source, for every worker process: e.g. eBay's application token
+    (never a secret from the environment). Changed under a row lock."""
+
+    name = models.CharField(max_length=128, unique=True)
+    value = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return self.name
 
 
 class IdempotencyKey(models.Model):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -213,6 +214,13 @@ EBAY_PAGE_SIZE = env.int("EBAY_PAGE_SIZE", default=200)
 EBAY_COST_PER_CALL = env.str("EBAY_COST_PER_CALL", default="0")
 EBAY_DAILY_CALL_QUOTA = env.int("EBAY_DAILY_CALL_QUOTA", default=5000)
 EBAY_TIMEOUT_SECONDS = env.float("EBAY_TIMEOUT_SECONDS", default=10.0)
+# Without a buyingOptions filter eBay returns Buy It Now listings only: ask for auctions too.
+EBAY_BUYING_OPTIONS = [o.strip().upper() for o in env.list("EBAY_BUYING_OPTIONS", default=["FIXED_PRICE", "AUCTION"])]
+EBAY_PRICE_CURRENCY = env.str("EBAY_PRICE_CURRENCY", default="USD")  # of price-band partitions
+if not 1 <= EBAY_PAGE_SIZE <= 200:
+    raise ImproperlyConfigured("EBAY_PAGE_SIZE must be between 1 and 200 (eBay's limit).")
+if not EBAY_BUYING_OPTIONS or set(EBAY_BUYING_OPTIONS) - {"FIXED_PRICE", "AUCTION", "BEST_OFFER", "CLASSIFIED_AD"}:
+    raise ImproperlyConfigured("EBAY_BUYING_OPTIONS must list FIXED_PRICE, AUCTION, BEST_OFFER or CLASSIFIED_AD.")
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

@@ -28,7 +28,7 @@ class SellerFilter(django_filters.FilterSet):
 
     class Meta:
         model = Seller
-        fields = ["platform"]
+        fields = ["platform", "account_type", "country"]
 
     def in_category(self, queryset, name, value):
         return queryset.filter(pk__in=Product.objects.filter(category_id=value).values("seller_id"))
@@ -42,7 +42,8 @@ class ProductFilter(django_filters.FilterSet):
     feedback_score_max = django_filters.NumberFilter(field_name="seller__feedback_score", lookup_expr="lte")
     price_min = django_filters.NumberFilter(field_name="price", lookup_expr="gte")
     price_max = django_filters.NumberFilter(field_name="price", lookup_expr="lte")
+    buying_option = django_filters.CharFilter(field_name="buying_options", lookup_expr="contains")
 
     class Meta:
         model = Product
-        fields = ["platform"]
+        fields = ["platform", "condition", "location_country"]

@@ -38,8 +38,8 @@ class SourceSerializer(serializers.Serializer):
 class CategorySerializer(serializers.ModelSerializer):
     class Meta:
         model = Category
-        fields = ["id", "platform", "external_id", "name", "parent_external_id", "known_item_count",
-                  "item_count_measured_at", "last_collected_at"]
+        fields = ["id", "platform", "external_id", "name", "parent_external_id", "level", "is_leaf",
+                  "known_item_count", "item_count_measured_at", "last_collected_at"]
 
 
 class EstimateRequestSerializer(serializers.Serializer):
@@ -60,6 +60,10 @@ class CategoryEstimateSerializer(serializers.Serializer):
     cost = serializers.DecimalField(**MONEY)
     probed = serializers.BooleanField()
     probe_error = serializers.CharField(allow_blank=True)
+    parent = serializers.IntegerField(allow_null=True, help_text="The chosen parent category this leaf is collected for.")
+    parent_name = serializers.CharField(allow_blank=True)
+    partitions = serializers.IntegerField(help_text="Searches the category is split into past the source's result cap.")
+    partition_probes = serializers.IntegerField(help_text="Calls (included in pages) that only find the partitions.")
 
 
 class EstimateSerializer(serializers.Serializer):
@@ -88,8 +92,8 @@ class RunSerializer(serializers.ModelSerializer):
         model = CollectionRun
         fields = ["id", "source", "status", "pause_reason", "budget_cap", "spent", "reserved", "currency",
                   "estimate", "categories", "units_total", "units_done", "units_failed", "pages_done", "items_done",
-                  "sellers_new", "progress", "created_by", "created_at", "started_at", "paused_at", "resumed_at",
-                  "finished_at", "quota_resets_at", "error"]
+                  "sellers_new", "items_unreachable", "progress", "created_by", "created_at", "started_at",
+                  "paused_at", "resumed_at", "finished_at", "quota_resets_at", "error"]
         read_only_fields = fields
 
     def get_categories(self, run) -> list[int]:
@@ -114,8 +118,8 @@ class UnitSerializer(serializers.ModelSerializer):
     class Meta:
         model = RunUnit
         fields = ["id", "category", "category_name", "status", "cursor", "pages_done", "items_done", "cost",
-                  "reserved", "attempts", "recoveries", "last_error", "lease_owner", "lease_expires_at",
-                  "finished_at", "progress"]
+                  "reserved", "attempts", "recoveries", "last_error", "note", "items_unreachable", "lease_owner",
+                  "lease_expires_at", "finished_at", "progress"]
 
     def get_progress(self, unit) -> int:
         if unit.status in ("done", "failed"):
@@ -135,7 +139,8 @@ class EventSerializer(serializers.ModelSerializer):
 class SellerSerializer(serializers.ModelSerializer):
     class Meta:
         model = Seller
-        fields = ["id", "platform", "external_id", "name", "feedback_score", "feedback_percent", "times_seen",
+        fields = ["id", "platform", "external_id", "name", "feedback_score", "feedback_percent", "account_type",
+                  "country", "times_seen",
                   "first_seen_at", "last_seen_at", "first_seen_run", "last_seen_run"]
 
 
@@ -145,5 +150,6 @@ class ProductSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Product
-        fields = ["id", "platform", "external_id", "title", "price", "currency", "url", "seller",
-                  "seller_external_id", "category", "first_seen_at", "last_seen_at", "first_seen_run"]
+        fields = ["id", "platform", "external_id", "legacy_id", "title", "price", "currency", "url", "condition",
+                  "buying_options", "location_country", "source_category_ids", "seller", "seller_external_id",
+                  "category", "first_seen_at", "last_seen_at", "first_seen_run"]

@@ -13,7 +13,7 @@ from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRen
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from collection.exports import csv_response
+from collection.exports import PRODUCT_FIELDS, SELLER_FIELDS, csv_response
 from collection.models import Category, CollectionSettings, Product, RunEvent, RunUnit, Seller
 from collection.selectors import runs_with_categories
 from collection.services import runs
@@ -194,8 +194,7 @@ class SellerViewSet(DiscoveredViewSet):
     serializer_class = s.SellerSerializer
     filterset_class = SellerFilter
     search_fields = ["=external_id", "name"]
-    csv_fields = ("id", "platform", "external_id", "name", "feedback_score", "feedback_percent", "times_seen",
-                  "first_seen_at", "last_seen_at", "first_seen_run_id")
+    csv_fields = SELLER_FIELDS
 
 
 class ProductViewSet(DiscoveredViewSet):
@@ -204,8 +203,7 @@ class ProductViewSet(DiscoveredViewSet):
     filterset_class = ProductFilter
     search_fields = ["=external_id", "title"]
     ordering_fields = [*DiscoveredViewSet.ordering_fields, "price"]
-    csv_fields = ("id", "platform", "external_id", "title", "price", "currency", "url", "seller__external_id",
-                  "category__external_id", "first_seen_at", "last_seen_at", "first_seen_run_id")
+    csv_fields = PRODUCT_FIELDS
 
 
 def _valid(serializer_class, data) -> dict:

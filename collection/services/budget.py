@@ -30,6 +30,14 @@ def _money(amount: Decimal) -> Value:
     return Value(amount, output_field=DecimalField(**MONEY))
 
 
+def _plus(field: str, amount: Decimal):
+    """`field + amount` for a ledger column. On SQLite, where NUMERIC is a float, the sum is
+    rounded, so repeated reserve/release never leaves 0.01 - 0.01 = -1.7e-18 behind (which the
+    `reserved >= 0` constraints would reject)."""
+    total = F(field) + _money(amount)
+    return Round(total, 6) if connection.vendor == "sqlite" else total
+
+
 def fits(cap_field: str, amount: Decimal) -> GreaterThanOrEqual:
     """`cap - spent - reserved - amount >= 0`, rounded so SQLite's floats compare exactly."""
     headroom = F(cap_field) - F("spent") - F("reserved") - _money(amount)
@@ -59,16 +67,16 @@ def budget_reserve(*, unit_id: int, run_id: int, amount: Decimal) -> int:
     with transaction.atomic():
         # The month is kept on the unit, so capture hits the same ledger row even when the
         # page straddles midnight at the end of a month.
-        RunUnit.objects.filter(pk=unit_id).update(reserved=F("reserved") + _money(amount), reserved_period_id=period)
+        RunUnit.objects.filter(pk=unit_id).update(reserved=_plus("reserved", amount), reserved_period_id=period)
         if not BudgetPeriod.objects.filter(fits("cap", amount), pk=period).update(
-            reserved=F("reserved") + _money(amount)
+            reserved=_plus("reserved", amount)
         ):
             raise BudgetExceeded(
                 f"the next page may cost up to {amount}, more than is left of this month's budget",
                 scope="month", needed=amount,
             )
         if not CollectionRun.objects.filter(fits("budget_cap", amount), pk=run_id, status=RunStatus.RUNNING).update(
-            reserved=F("reserved") + _money(amount)
+            reserved=_plus("reserved", amount)
         ):
             raise BudgetExceeded(
                 f"the next page may cost up to {amount}, more than is left of the run's cap",
@@ -88,10 +96,10 @@ def budget_settle(*, unit: RunUnit, spent: Decimal, unit_changes: dict | None = 
     unit_changes = dict(unit_changes or {})
     run_changes = dict(run_changes or {})
     if reserved:
-        unit_changes.update(reserved=F("reserved") - _money(reserved), cost=F("cost") + _money(spent))
-        run_changes.update(reserved=F("reserved") - _money(reserved), spent=F("spent") + _money(spent))
+        unit_changes.update(reserved=_plus("reserved", -reserved), cost=_plus("cost", spent))
+        run_changes.update(reserved=_plus("reserved", -reserved), spent=_plus("spent", spent))
         BudgetPeriod.objects.filter(pk=unit.reserved_period_id).update(
-            reserved=F("reserved") - _money(reserved), spent=F("spent") + _money(spent)
+            reserved=_plus("reserved", -reserved), spent=_plus("spent", spent)
         )
     if unit_changes:
         RunUnit.objects.filter(pk=unit.pk).update(**unit_changes)
@@ -108,7 +116,9 @@ def _ledger_sql(model, cap: str, extra: tuple[str, ...] = (), status: bool = Fal
     condition as `fits()`. Written out because it runs twice per page and the ORM's compile
     cost there is measurable (bench/)."""
     table = connection.ops.quote_name(model._meta.db_table)
-    sets = ", ".join(f"{name} = {name} + %s" for name in ("spent", "reserved", *extra))
+    money = "ROUND({0} + %s, 6)" if connection.vendor == "sqlite" else "{0} + %s"  # see _plus()
+    sets = ", ".join([*(f"{name} = {money.format(name)}" for name in ("spent", "reserved")),
+                      *(f"{name} = {name} + %s" for name in extra)])
     where = "id = %s" + (" AND status = %s" if status else "")
     return f"UPDATE {table} SET {sets} WHERE {where} AND ROUND({cap} - spent - reserved - %s, 6) >= 0"  # noqa: S608
 
@@ -172,5 +182,5 @@ def budget_charge_month(*, amount: Decimal) -> bool:
     if amount <= 0:
         return True
     return bool(
-        BudgetPeriod.objects.filter(fits("cap", amount), pk=period_current().pk).update(spent=F("spent") + _money(amount))
+        BudgetPeriod.objects.filter(fits("cap", amount), pk=period_current().pk).update(spent=_plus("spent", amount))
     )

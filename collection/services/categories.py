@@ -1,56 +1,127 @@
-"""Categories from an operator's file: an eBay category tree or a flat list."""
+"""Categories from an operator's file: an eBay category tree (the Taxonomy API's
+getCategoryTree JSON) or a flat list; and a parent category's leaves, which runs collect.
+
+In eBay's tree (https://developer.ebay.com/api-docs/buy/taxonomy/types/txn:CategoryTree) the
+root is level 0 and is not a category to collect; `categoryTreeNodeLevel` is a node's depth,
+and `leafCategoryTreeNode` is "returned only if the value of this field is true".
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from django.db import transaction
 
 from collection.models import Category
+
+from .errors import InvalidInput
+
+MAX_LEAVES = 5000  # units one run may have
 
 
 class CategoryFileError(ValueError):
     pass
 
 
-def _walk_tree(node: dict, parent: str, out: list) -> None:
+@dataclass(frozen=True)
+class CategoryRow:
+    external_id: str
+    name: str
+    parent: str  # the parent's external id ("" for a top-level category)
+    level: int | None
+    is_leaf: bool
+
+
+def _walk_tree(node: dict, parent: str, level: int, out: list) -> None:
+    if not isinstance(node, dict):
+        raise CategoryFileError(f"a tree node under {parent or 'the root'} is not an object")
     category = node.get("category") or {}
     cid, name = category.get("categoryId"), category.get("categoryName")
     if not cid or not name:
         raise CategoryFileError(f"a tree node has no categoryId/categoryName (under {parent or 'the root'})")
-    out.append((str(cid), str(name), parent))
-    for child in node.get("childCategoryTreeNodes") or []:
-        _walk_tree(child, str(cid), out)
+    children = node.get("childCategoryTreeNodes") or []
+    if not isinstance(children, list):
+        raise CategoryFileError(f"category {cid}: childCategoryTreeNodes must be a list")
+    declared = node.get("categoryTreeNodeLevel")
+    depth = declared if isinstance(declared, int) and declared >= 0 else level
+    leaf = bool(node.get("leafCategoryTreeNode")) or not children
+    out.append(CategoryRow(str(cid), str(name), parent, depth, leaf))
+    for child in children:
+        _walk_tree(child, str(cid), depth + 1, out)
 
 
-def parse_categories(data) -> list[tuple[str, str, str]]:
-    """[(external id, name, parent external id)] from a tree or a flat list; the tree's root
-    (category id 0) is left out."""
-    rows: list[tuple[str, str, str]] = []
+def parse_categories(data) -> list[CategoryRow]:
+    """The categories of a tree or a flat list of {id, name, parent?}; the tree's root (level
+    0) is left out and its children are top-level (level 1)."""
+    rows: list[CategoryRow] = []
     if isinstance(data, dict) and ("rootCategoryNode" in data or "categoryTreeNodes" in data):
         roots = [data["rootCategoryNode"]] if "rootCategoryNode" in data else data["categoryTreeNodes"]
+        if not isinstance(roots, list):
+            raise CategoryFileError("categoryTreeNodes must be a list")
         for root in roots:
-            _walk_tree(root, "", rows)
-        rows = [(cid, name, "" if parent == "0" else parent) for cid, name, parent in rows if cid != "0"]
+            _walk_tree(root, "", 0, rows)
+        root_ids = {row.external_id for row in rows if row.level == 0}
+        rows = [
+            CategoryRow(r.external_id, r.name, "" if r.parent in root_ids else r.parent, r.level, r.is_leaf)
+            for r in rows if r.level != 0
+        ]
     elif isinstance(data, list):
         for number, entry in enumerate(data, start=1):
             if not isinstance(entry, dict) or not entry.get("id") or not entry.get("name"):
                 raise CategoryFileError(f"entry {number} needs an id and a name")
-            rows.append((str(entry["id"]), str(entry["name"]), str(entry.get("parent", ""))))
+            rows.append(CategoryRow(str(entry["id"]), str(entry["name"]), str(entry.get("parent") or ""), None, True))
+        parents = {row.parent for row in rows}
+        rows = [CategoryRow(r.external_id, r.name, r.parent, r.level, r.external_id not in parents) for r in rows]
     else:
-        raise CategoryFileError("expected an eBay category tree or a list of {id, name}")
-    for cid, name, _ in rows:
-        if len(cid) > 128 or len(name) > 255:
-            raise CategoryFileError(f"category {cid[:40]!r}: id or name too long")
+        raise CategoryFileError("expected an eBay category tree (rootCategoryNode) or a list of {id, name}")
+    for row in rows:
+        if len(row.external_id) > 128 or len(row.name) > 255:
+            raise CategoryFileError(f"category {row.external_id[:40]!r}: id or name too long")
     return rows
 
 
 def categories_load(*, platform: str, data) -> tuple[int, int]:
+    """Create or update the file's categories; a file of the wrong shape writes nothing."""
     rows = parse_categories(data)
     created = updated = 0
     with transaction.atomic():
-        for cid, name, parent in rows:
+        for row in rows:
             _, was_created = Category.objects.update_or_create(
-                platform=platform, external_id=cid, defaults={"name": name, "parent_external_id": parent}
+                platform=platform, external_id=row.external_id,
+                defaults={"name": row.name, "parent_external_id": row.parent, "level": row.level, "is_leaf": row.is_leaf},
             )
             created += was_created
             updated += not was_created
     return created, updated
+
+
+def leaves_of(chosen: list[Category]) -> list[tuple[Category, Category | None]]:
+    """The leaf categories a run over `chosen` collects, each with the chosen parent it came
+    through (None for a leaf chosen itself), without duplicates, in the order chosen.
+    Raises InvalidInput for a parent none of whose leaves is loaded: searching it would be
+    refused (eBay's 409 for a top-level category) or would not be a category's listing."""
+    result: dict[int, tuple[Category, Category | None]] = {}
+    empty = []
+    for category in chosen:
+        if category.is_leaf:
+            result.setdefault(category.pk, (category, None))
+            continue
+        found, frontier = [], [category.external_id]
+        while frontier:
+            children = list(Category.objects.filter(platform=category.platform, parent_external_id__in=frontier)
+                            .order_by("external_id"))
+            found += [child for child in children if child.is_leaf]
+            frontier = [child.external_id for child in children if not child.is_leaf]
+        if not found:
+            empty.append(category)
+        for leaf in found:
+            result.setdefault(leaf.pk, (leaf, category))
+        if len(result) > MAX_LEAVES:
+            raise InvalidInput({"categories": f"These categories hold more than {MAX_LEAVES} leaf categories: "
+                                              "choose fewer or narrower ones."})
+    if empty:
+        names = ", ".join(f"{c.name} ({c.pk})" for c in empty)
+        raise InvalidInput({"categories": f"{names}: has subcategories but none of its leaf categories is loaded. "
+                                          "Load the category tree (manage.py collection_load_categories) "
+                                          "or choose leaf categories."})
+    return list(result.values())

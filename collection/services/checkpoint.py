@@ -76,8 +76,12 @@ def _page_table(columns: dict[str, str], vendor: str) -> str:
     return f"(SELECT {picked} FROM json_each(%(rows)s)) AS p"  # noqa: S608
 
 
-SELLER_ROW = {"e": "varchar", "n": "varchar", "fs": "integer", "fp": "numeric"}
-PRODUCT_ROW = {"e": "varchar", "t": "varchar", "p": "numeric", "c": "varchar", "u": "varchar", "s": "varchar"}
+SELLER_ROW = {"e": "varchar", "n": "varchar", "fs": "integer", "fp": "numeric", "at": "varchar", "co": "varchar"}
+PRODUCT_ROW = {"e": "varchar", "t": "varchar", "p": "numeric", "c": "varchar", "u": "varchar", "s": "varchar",
+               "cd": "varchar", "bo": "varchar", "lc": "varchar", "li": "varchar", "ci": "varchar"}
+# product column <- page row key, for the columns refreshed on every sighting
+PRODUCT_COLUMNS = {"title": "t", "price": "p", "currency": "c", "url": "u", "condition": "cd", "buying_options": "bo",
+                   "location_country": "lc", "legacy_id": "li", "source_category_ids": "ci"}
 
 
 @cache
@@ -90,13 +94,13 @@ def page_sql(vendor: str) -> dict[str, str]:
     category = _param("category", "bigint", vendor)
     sellers = _page_table(SELLER_ROW, vendor)
     refresh = ("times_seen = times_seen + 1, last_seen_at = %(now)s, last_seen_run_id = %(run)s, "
-               "name = p.n, feedback_score = p.fs, feedback_percent = p.fp")
+               "name = p.n, feedback_score = p.fs, feedback_percent = p.fp, account_type = p.at, country = p.co")
     if vendor == "postgresql":
         # Found through the unique index (ANY(ARRAY(…)): the planner cannot pick a scan of all
         # sellers), and locked in id order, so concurrent pages cannot deadlock.
         refresh_sql = (
             f"WITH p AS (SELECT * FROM {sellers}), "  # noqa: S608
-            f"stale AS (SELECT s.id, p.n, p.fs, p.fp FROM {seller} s JOIN p ON s.external_id = p.e "
+            f"stale AS (SELECT s.id, p.n, p.fs, p.fp, p.at, p.co FROM {seller} s JOIN p ON s.external_id = p.e "
             f"WHERE s.platform = {platform} AND s.external_id = ANY(ARRAY(SELECT e FROM p)) "
             f"AND s.last_seen_run_id IS DISTINCT FROM {run} ORDER BY s.id FOR UPDATE OF s) "
             f"UPDATE {seller} SET {refresh} FROM stale p WHERE {seller}.id = p.id"
@@ -108,21 +112,23 @@ def page_sql(vendor: str) -> dict[str, str]:
         )
     product_updates = ", ".join(
         f"{name} = excluded.{name}"
-        for name in ("title", "price", "currency", "url", "seller_id", "category_id", "last_seen_at")
+        for name in (*PRODUCT_COLUMNS, "seller_id", "category_id", "last_seen_at")
     )
+    product_columns = ", ".join(PRODUCT_COLUMNS)
+    product_values = ", ".join(f"p.{key}" for key in PRODUCT_COLUMNS.values())
     return {
         # WHERE true: SQLite would otherwise read ON CONFLICT as a join's ON.
         "sellers_insert": (
-            f"INSERT INTO {seller} (platform, external_id, name, feedback_score, feedback_percent, first_seen_at, "  # noqa: S608
-            f"last_seen_at, times_seen, first_seen_run_id, last_seen_run_id) "
-            f"SELECT {platform}, p.e, p.n, p.fs, p.fp, {now}, {now}, 1, {run}, {run} FROM {sellers} "
+            f"INSERT INTO {seller} (platform, external_id, name, feedback_score, feedback_percent, account_type, "  # noqa: S608
+            f"country, first_seen_at, last_seen_at, times_seen, first_seen_run_id, last_seen_run_id) "
+            f"SELECT {platform}, p.e, p.n, p.fs, p.fp, p.at, p.co, {now}, {now}, 1, {run}, {run} FROM {sellers} "
             f"WHERE true ORDER BY p.e ON CONFLICT (platform, external_id) DO NOTHING RETURNING id"
         ),
         "sellers_refresh": refresh_sql,
         "products_upsert": (
-            f"INSERT INTO {product} (platform, external_id, title, price, currency, url, seller_id, category_id, "  # noqa: S608
+            f"INSERT INTO {product} (platform, external_id, {product_columns}, seller_id, category_id, "  # noqa: S608
             f"first_seen_at, last_seen_at, first_seen_run_id) "
-            f"SELECT {platform}, p.e, p.t, p.p, p.c, p.u, "
+            f"SELECT {platform}, p.e, {product_values}, "
             f"(SELECT s.id FROM {seller} s WHERE s.platform = {platform} AND s.external_id = p.s), "
             f"{category}, {now}, {now}, {run} FROM {_page_table(PRODUCT_ROW, vendor)} WHERE true ORDER BY p.e "
             f"ON CONFLICT (platform, external_id) DO UPDATE SET {product_updates}"
@@ -142,12 +148,15 @@ def page_params(*, platform: str, items: list[ProductItem], run_id: int | None, 
     products = {item.external_id: item for item in items}
     common = {"platform": platform, "run": run_id, "now": now}
     seller_rows = [
-        {"e": key, "n": s.name[:255], "fs": s.feedback_score, "fp": _decimal(s.feedback_percent)}
+        {"e": key, "n": s.name[:255], "fs": s.feedback_score, "fp": _decimal(s.feedback_percent),
+         "at": s.account_type[:16], "co": s.country[:2]}
         for key, s in sellers.items()
     ]
     product_rows = [
         {"e": key, "t": item.title[:500], "p": _decimal(item.price), "c": item.currency, "u": item.url[:1000],
-         "s": item.seller.external_id if item.seller else None}
+         "s": item.seller.external_id if item.seller else None, "cd": item.condition[:64],
+         "bo": ",".join(item.buying_options)[:64], "lc": item.location_country[:2], "li": item.legacy_id[:32],
+         "ci": ",".join(item.category_ids)[:255]}
         for key, item in products.items()
     ]
     return ({**common, "rows": json.dumps(seller_rows)},
@@ -247,6 +256,8 @@ def unit_checkpoint(record: PageCheckpoint) -> CheckpointResult | None:
         )
         if next_amount and not next_reserved:
             RunUnit.objects.filter(pk=unit_id).update(reserved=0, reserved_period_id=None)
+        if page.warnings or page.gone or page.unreachable or page.partitioned:
+            _page_events(record)
         if page.cost > record.reserved:
             event_write(run_id=run_id, unit_id=unit_id, kind=EventKind.OVERCHARGE,
                         reported=str(page.cost), reserved=str(record.reserved))
@@ -262,6 +273,24 @@ def unit_checkpoint(record: PageCheckpoint) -> CheckpointResult | None:
         if record.warn_percent < 100 and spent and (done or page_index % 10 == 0):
             _warn_once(run_id, record.warn_percent)  # checked every tenth page: a warning, not a limit
     return CheckpointResult(items=count, sellers_new=new_sellers, cost=spent, done=done, next_reserved=next_reserved)
+
+
+def _page_events(record: PageCheckpoint) -> None:
+    """What the source said about the page, on the unit's event log (and counters)."""
+    page, run_id, unit_id = record.page, record.run_id, record.unit_id
+    for warning in page.warnings:
+        event_write(run_id=run_id, unit_id=unit_id, kind=EventKind.SOURCE_WARNING, code=warning.code,
+                    message=warning.message[:500], page=record.page_index + 1)
+    if page.partitioned:
+        event_write(run_id=run_id, unit_id=unit_id, kind=EventKind.PARTITIONED, detail=page.partitioned[:500])
+    if page.gone:
+        RunUnit.objects.filter(pk=unit_id).update(note=page.gone[:2000])
+        event_write(run_id=run_id, unit_id=unit_id, kind=EventKind.CATEGORY_GONE, reason=page.gone[:500])
+    if page.unreachable:
+        RunUnit.objects.filter(pk=unit_id).update(items_unreachable=F("items_unreachable") + page.unreachable)
+        CollectionRun.objects.filter(pk=run_id).update(items_unreachable=F("items_unreachable") + page.unreachable)
+        event_write(run_id=run_id, unit_id=unit_id, kind=EventKind.INCOMPLETE, listings=page.unreachable,
+                    reason="a partition above the source's result cap that no filter splits further")
 
 
 def _warn_once(run_id: int, percent: int) -> None:

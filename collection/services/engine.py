@@ -48,7 +48,6 @@ from collection.sources import (
     QuotaKind,
     SourceError,
     Throttled,
-    get_source,
 )
 
 from .budget import budget_reserve, budget_settle
@@ -56,6 +55,7 @@ from .checkpoint import PageCheckpoint, unit_checkpoint
 from .errors import BudgetExceeded, InvalidTransition
 from .lifecycle import event_write, run_complete, run_fail, run_pause
 from .quota import quota_exhaust, quota_reserve, quota_settle_unit
+from .source_state import source_for
 
 logger = logging.getLogger("collection.engine")
 
@@ -226,7 +226,7 @@ def _advance(unit: RunUnit, owner: str, settings: CollectionSettings, slice_seco
     4. checkpoint it: items, cursor, counters, captured cost and the next page's reservation
        in one transaction.
     """
-    source = get_source(unit.run.source)
+    source = source_for(unit.run.source)
     slice_seconds = django_settings.COLLECTION_SLICE_SECONDS if slice_seconds is None else slice_seconds
     deadline = time.monotonic() + slice_seconds
     cursor, page_index = unit.cursor, unit.pages_done

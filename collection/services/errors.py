@@ -3,7 +3,9 @@ HTTP in one exception handler, commands to exit codes, the admin to messages."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 
 class CollectionError(Exception):
@@ -41,6 +43,20 @@ class InvalidTransition(CollectionError):
         super().__init__(f"cannot {action} a {status} run")
         self.action = action
         self.status = status
+
+
+class QuotaNotReset(InvalidTransition):
+    """Resuming a run paused for quota before the provider's quota day has turned over."""
+
+    code = "quota_not_reset"
+
+    def __init__(self, *, resets_at: datetime, timezone_name: str):
+        when = f"{resets_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        if timezone_name != "UTC":
+            when = f"{resets_at.astimezone(ZoneInfo(timezone_name)):%Y-%m-%d %H:%M %Z} ({when})"
+        CollectionError.__init__(self, f"cannot resume before the source's call quota resets at {when}")
+        self.action, self.status = "resume", "paused"
+        self.resets_at = resets_at
 
 
 class RunNotFound(CollectionError):

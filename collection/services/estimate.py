@@ -9,11 +9,13 @@ from django.utils import timezone
 
 from collection.models import Category, CollectionSettings
 from collection.money import money
-from collection.sources import BaseSource, QuotaKind, SourceError, UnknownSource, get_source
+from collection.sources import BaseSource, QuotaKind, SourceError, UnknownSource
 
 from .budget import budget_charge_month, period_current
+from .categories import leaves_of
 from .errors import InvalidInput
 from .quota import quota_reserve, quota_settle
+from .source_state import source_for
 from .validation import parse_id_list, parse_money
 
 
@@ -28,6 +30,10 @@ class CategoryEstimate:
     cost: Decimal
     probed: bool = False
     probe_error: str = ""
+    parent: int | None = None  # the chosen parent category this leaf is collected for
+    parent_name: str = ""
+    partitions: int = 1  # searches the category is split into (above the provider's result cap)
+    partition_probes: int = 0  # calls that only find the partitions (included in pages)
 
 
 @dataclass
@@ -114,17 +120,23 @@ def estimate(*, source: str, category_ids, budget_cap=None, probe: bool = True) 
     requested = parse_money(budget_cap, field="budget_cap", errors=errors, allow_none=True)
     src = None
     try:
-        src = get_source(source) if isinstance(source, str) else None
+        src = source_for(source) if isinstance(source, str) else None
         if src is None:
             errors["source"] = ["Must be a source key."]
     except UnknownSource as error:
         errors["source"] = [str(error)]
     if errors:
         raise InvalidInput(errors)
-    categories = resolve_categories(src, ids)
+    leaves = leaves_of(resolve_categories(src, ids))
+    categories = [leaf for leaf, _ in leaves]
+    parents = {leaf.pk: parent for leaf, parent in leaves}
     probed: set[int] = set()
     probe_errors: dict[int, str] = {}
     if probe and src.can_probe:
+        unknown = [c for c in categories if c.known_item_count is None]
+        if unknown and requested is not None and requested < src.probe_cost():
+            raise InvalidInput({"budget_cap": f"Is below the cost of one size probe ({src.probe_cost()}): "
+                                              "raise it, or estimate without probes."})
         probed, probe_errors = probe_unknown(src, categories)
 
     settings = CollectionSettings.load()
@@ -137,6 +149,9 @@ def estimate(*, source: str, category_ids, budget_cap=None, probe: bool = True) 
             id=category.pk, name=category.name, external_id=category.external_id,
             items=plan.items, items_known=known, pages=plan.pages, cost=money(plan.cost),
             probed=category.pk in probed, probe_error=probe_errors.get(category.pk, ""),
+            parent=parents[category.pk].pk if parents[category.pk] else None,
+            parent_name=parents[category.pk].name if parents[category.pk] else "",
+            partitions=plan.partitions, partition_probes=plan.probe_calls,
         ))
     total = sum((r.cost for r in rows), Decimal("0"))
 
@@ -160,6 +175,6 @@ def estimate(*, source: str, category_ids, budget_cap=None, probe: bool = True) 
         source=src.key, currency=settings.currency, categories=rows,
         items=sum(r.items for r in rows), pages=sum(r.pages for r in rows), total_cost=total,
         cap=cap, cap_reason=cap_reason, within_budget=within, reason=reason,
-        requested_cap=requested, month_remaining=money(month_left), category_ids=ids,
+        requested_cap=requested, month_remaining=money(month_left), category_ids=[c.pk for c in categories],
         probe_calls=len(probed) + len(probe_errors),
     )

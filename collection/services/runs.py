@@ -6,15 +6,18 @@ plus what must follow it once committed (dispatch, settling).
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils import timezone
 
-from collection.models import CollectionRun, CollectionSettings, EventKind, RunStatus, RunUnit
+from collection.models import CollectionRun, CollectionSettings, EventKind, PauseReason, RunStatus, RunUnit
 from collection.money import money
+from collection.sources import UnknownSource
 
 from .engine import run_dispatch
-from .errors import BudgetExceeded, InvalidInput, InvalidTransition, RunNotFound
+from .errors import BudgetExceeded, InvalidInput, InvalidTransition, QuotaNotReset, RunNotFound
 from .estimate import estimate as make_estimate
 from .lifecycle import event_write, run_complete, run_fail, run_lock, run_pause, transition
 from .recovery import recover_run
+from .source_state import source_for
 from .validation import parse_money
 
 __all__ = [
@@ -72,8 +75,17 @@ def run_start(*, run_id: int, actor=None) -> CollectionRun:
 
 
 def run_resume(*, run_id: int, actor=None) -> CollectionRun:
-    """Every unit continues from its cursor; nothing checkpointed is fetched again."""
+    """Every unit continues from its cursor; nothing checkpointed is fetched again. A run paused
+    for its source's call quota resumes only once the provider's day has turned over."""
     with transaction.atomic():
+        locked = run_lock(run_id)
+        resets_at = locked.quota_resets_at
+        if locked.pause_reason == PauseReason.QUOTA and resets_at and resets_at > timezone.now():
+            try:
+                zone = source_for(locked.source).quota_timezone
+            except UnknownSource:
+                zone = "UTC"
+            raise QuotaNotReset(resets_at=resets_at, timezone_name=zone)
         run = transition(run_id, action="resume", actor=actor, quota_resets_at=None)
         # A fresh start for units that were interrupted too often: the operator has looked.
         RunUnit.objects.filter(run_id=run.pk, recoveries__gt=0).update(recoveries=0)

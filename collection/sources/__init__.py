@@ -17,7 +17,9 @@ from .base import (  # noqa: F401  (the public interface of sources)
     QuotaKind,
     RetryableSourceError,
     SellerItem,
+    SharedState,
     SourceError,
+    SourceWarning,
     Throttled,
 )
 

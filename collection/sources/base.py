@@ -7,6 +7,9 @@ for every source, and raises typed errors so the engine can tell a retry from a 
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -30,10 +33,12 @@ class Pricing:
 
 @dataclass(frozen=True)
 class SellerItem:
-    external_id: str
+    external_id: str  # the provider's stable id where it has one, else its username
     name: str = ""
     feedback_score: int | None = None
     feedback_percent: Decimal | None = None
+    account_type: str = ""  # e.g. BUSINESS / INDIVIDUAL, where the provider says
+    country: str = ""  # ISO 3166 alpha-2: where its listings are located
 
 
 @dataclass(frozen=True)
@@ -44,27 +49,52 @@ class ProductItem:
     price: Decimal | None = None
     currency: str = ""
     url: str = ""
+    condition: str = ""
+    buying_options: tuple[str, ...] = ()
+    location_country: str = ""
+    legacy_id: str = ""
+    category_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceWarning:
+    """A warning the provider sent with a successful answer (e.g. eBay's warnings[])."""
+
+    code: str
+    message: str
 
 
 @dataclass
 class Page:
     """One fetched page: its items, where the next page starts (None: the category is done)
-    and what the provider charged for it."""
+    and what the provider charged for it.
+
+    `warnings` become events on the unit. `gone` (non-empty) says the provider no longer knows
+    the category: the unit finishes with that reason. `unreachable` counts listings the
+    provider reported but will not serve (a result set above its cap that cannot be split).
+    Each becomes an event on the unit, recorded with the page."""
 
     items: list[ProductItem]
     next_cursor: dict | None
     cost: Decimal
-    total: int | None = None  # items the source reports for the category, when it does
+    total: int | None = None  # items the source reports for the whole category, when it does
     quota_used: int = 1
+    warnings: list[SourceWarning] = field(default_factory=list)
+    gone: str = ""
+    unreachable: int = 0
+    partitioned: str = ""  # the category (or a partition) was split on this page: how
 
 
 @dataclass(frozen=True)
 class CategoryPlan:
-    """How a source expects to collect one category: items, pages and cost."""
+    """How a source expects to collect one category: items, pages (calls) and cost; for a
+    category above the provider's result cap, how many partitions and extra probe calls."""
 
     items: int
     pages: int
     cost: Decimal
+    partitions: int = 1
+    probe_calls: int = 0
 
 
 class SourceError(Exception):
@@ -110,6 +140,29 @@ class Throttled(SourceError):
         super().__init__(message, retry_after=max(0.0, float(retry_after)), **kwargs)
 
 
+class SharedState:
+    """Small state a source shares between every worker process (e.g. an access token). This
+    default keeps it in the process; the services bind a database-backed one (one row per
+    name, changed under a row lock) before a source is used."""
+
+    def __init__(self):
+        self._values: dict[str, dict] = {}
+        self._lock = threading.Lock()
+
+    def read(self, name: str) -> dict:
+        with self._lock:
+            return dict(self._values.get(name, {}))
+
+    @contextmanager
+    def update(self, name: str) -> Iterator[dict]:
+        """Read-modify-write under a lock: the yielded dict is saved when the block ends
+        without an error. Only one process at a time is inside for a name."""
+        with self._lock:
+            value = dict(self._values.get(name, {}))
+            yield value
+            self._values[name] = value
+
+
 class QuotaKind(StrEnum):
     """How a provider limits calls, besides money."""
 
@@ -149,6 +202,8 @@ class BaseSource:
 
     # Size probes: whether `probe` can tell a category's item count before a run (estimates).
     can_probe: bool = False
+    # State shared by every worker (see SharedState); bound by the services.
+    state: SharedState = field(default_factory=SharedState, repr=False)
 
     def fetch_page(self, *, category: Category, cursor: dict | None) -> Page:
         """One page of `category` starting at `cursor` (None: the beginning)."""

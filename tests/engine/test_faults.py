@@ -4,9 +4,11 @@ import json
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
-from collection.models import EventKind, PauseReason, RunEvent, RunStatus, RunUnit, UnitStatus
+from collection.models import CollectionRun, EventKind, PauseReason, RunEvent, RunStatus, RunUnit, UnitStatus
 from collection.services import runs
+from collection.services.errors import QuotaNotReset
 from tests.conftest import make_categories, set_settings
 from tests.engine.helpers import assert_ledgers_settled, drain, start_run
 
@@ -77,6 +79,9 @@ def test_quota_exhaustion_pauses_with_reason_quota_and_resume_continues(flaky):
     cats = make_categories(1, items=30)
     run = drain(start_run(cats, source="flaky"))
     assert run.status == RunStatus.PAUSED and run.pause_reason == PauseReason.QUOTA and run.quota_resets_at
+    with pytest.raises(QuotaNotReset):  # the source's quota has not reset yet
+        runs.run_resume(run_id=run.pk)
+    CollectionRun.objects.filter(pk=run.pk).update(quota_resets_at=timezone.now())  # the clock passes the reset
     runs.run_resume(run_id=run.pk)
     run = drain(run)
     assert run.status == RunStatus.COMPLETED and run.items_done == 30

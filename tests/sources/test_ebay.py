@@ -1,9 +1,11 @@
 """The eBay source through the real engine and a real worker, against a local fake eBay."""
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from collection.models import (
@@ -11,82 +13,47 @@ from collection.models import (
     CollectionRun,
     EventKind,
     PauseReason,
-    Product,
     QuotaPeriod,
     RunEvent,
     RunStatus,
     RunUnit,
-    Seller,
     UnitStatus,
 )
 from collection.services import runs
+from collection.services.errors import QuotaNotReset
 from collection.services.estimate import estimate
 from tests.conftest import Workers, set_settings
-from tests.engine.helpers import start_run, wait_idle, wait_status
-from tests.fake_ebay import FakeEbay, Scenario, expected
+from tests.engine.helpers import wait_status
+from tests.sources.ebay_helpers import assert_stored_exactly, ebay_categories, run_with_worker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.workers]
 
 
-@pytest.fixture
-def fake(settings):
-    scenario = Scenario()
-    with FakeEbay(scenario) as server:
-        env = {"EBAY_BASE_URL": server.url, "EBAY_CLIENT_ID": scenario.client_id,
-               "EBAY_CLIENT_SECRET": scenario.client_secret, "EBAY_PAGE_SIZE": 200, "EBAY_TIMEOUT_SECONDS": 1,
-               "EBAY_COST_PER_CALL": "0.01", "EBAY_DAILY_CALL_QUOTA": 5000, "COLLECTION_RETRY_BASE_SECONDS": 0.05}
-        for key, value in env.items():
-            setattr(settings, key, value)
-        server.env = env
-        yield server
-
-
-def ebay_categories(scenario: Scenario, totals: dict[str, int]) -> list[Category]:
-    scenario.totals.update(totals)
-    return [Category.objects.create(platform="ebay", external_id=cid, name=f"eBay {cid}") for cid in totals]
-
-
-def run_with_worker(fake, tmp_path, cats, *, until=(RunStatus.COMPLETED,), cap=None, **env):
-    workers = Workers(tmp_path, **{**fake.env, **env})
-    try:
-        workers.start(1)
-        run = start_run(cats, source="ebay", cap=cap)
-        run = wait_status(run, *until, timeout=120)
-        wait_idle(run)
-    finally:
-        workers.stop()
-    run.refresh_from_db()
-    return run, workers.logs()
-
-
-def assert_stored_exactly(scenario, categories):
-    products, sellers = set(), set()
-    for cid in categories:
-        p, s = expected(scenario, cid)
-        products |= p
-        sellers |= s
-    stored = list(Product.objects.filter(platform="ebay").values_list("external_id", flat=True))
-    assert len(stored) == len(set(stored)) and set(stored) == products
-    stored_sellers = list(Seller.objects.filter(platform="ebay").values_list("external_id", flat=True))
-    assert len(stored_sellers) == len(set(stored_sellers)) and set(stored_sellers) == sellers
-
-
-def test_pagination_to_the_10000_cap_with_a_token_that_expires_mid_run(fake, tmp_path):
+def test_a_category_past_the_cap_is_partitioned_and_collected_whole_with_a_token_that_expires_mid_run(fake, tmp_path):
     scenario = fake.scenario
-    scenario.token_lifetime = 1.5  # eBay says 7200 s; this one dies early: the source must re-mint on 401
+    scenario.token_lifetime = 0.3  # eBay says 7200 s; this one dies early: the source must re-mint on 401
     cats = ebay_categories(scenario, {"11450": 25_000, "267": 450})
-    run, _ = run_with_worker(fake, tmp_path, cats, DEMO_LATENCY_MS=0)
+    run, _ = run_with_worker(fake, tmp_path, cats)
     assert run.status == RunStatus.COMPLETED
-    assert_stored_exactly(scenario, ["11450", "267"])
-    offsets = sorted(o for c, o, _ in scenario.searches if c == "11450")
-    assert offsets[-1] == 9800 and len(set(offsets)) == 50  # 50 pages of 200: the 10,000-item cap
+    assert_stored_exactly(scenario, ["11450", "267"])  # all 25,000, not the first 10,000
+    assert all_requests_follow_the_offset_rules(scenario)
+    splits = RunEvent.objects.filter(run=run, kind=EventKind.PARTITIONED)
+    assert splits.count() >= 2 and "price" in splits.first().detail["detail"]
     assert scenario.minted >= 2
-    assert Category.objects.get(external_id="11450").known_item_count == 10_000
-    assert run.spent <= run.budget_cap and run.reserved == 0
+    assert Category.objects.get(external_id="11450").known_item_count == 25_000
+    assert run.spent <= run.budget_cap and run.reserved == 0 and run.items_unreachable == 0
     quota = QuotaPeriod.objects.get(source="ebay")
-    assert run.pages_done == 53 and quota.reserved == 0
+    assert quota.reserved == 0
     # every page used a call; a retried call counts too (it reached eBay), never more than were made
     assert run.pages_done <= quota.used <= len(scenario.searches)
+
+
+def all_requests_follow_the_offset_rules(scenario) -> bool:
+    """offset is 0 or a multiple of limit, below 10,000, and limit never changes within a search."""
+    limits = {r["limit"] for r in scenario.requests if r["limit"] != "1"}
+    return len(limits) <= 1 and all(
+        int(r["offset"]) % int(r["limit"]) == 0 and int(r["offset"]) < 10_000 for r in scenario.requests
+    )
 
 
 def test_429_with_error_2001_pauses_for_quota_and_resume_after_the_reset_completes(fake, tmp_path):
@@ -97,9 +64,13 @@ def test_429_with_error_2001_pauses_for_quota_and_resume_after_the_reset_complet
     assert run.pause_reason == PauseReason.QUOTA and run.quota_resets_at is not None
     quota = QuotaPeriod.objects.get(source="ebay")
     assert quota.used + quota.reserved == quota.limit  # nobody calls eBay again before the reset
-    QuotaPeriod.objects.filter(pk=quota.pk).delete()  # the reset: a new day, a fresh quota
     assert RunEvent.objects.filter(run=run, kind=EventKind.PAUSED, detail__reason="quota").exists()
-    runs.run_resume(run_id=run.pk)  # eBay's quota has reset (the fake answers again)
+    with pytest.raises(QuotaNotReset, match=r"resets at .* (PST|PDT) \(.* UTC\)"):
+        runs.run_resume(run_id=run.pk)  # before eBay's day turns over
+    # The reset: eBay's new day (the clock moves past the reset time) and a fresh quota row.
+    QuotaPeriod.objects.filter(pk=quota.pk).delete()
+    CollectionRun.objects.filter(pk=run.pk).update(quota_resets_at=timezone.now() - timedelta(seconds=1))
+    runs.run_resume(run_id=run.pk)
     workers = Workers(tmp_path, **fake.env)
     try:
         workers.start(1)
@@ -118,6 +89,7 @@ def test_the_local_quota_is_a_budget_reservations_never_pass(fake, tmp_path):
     quota = QuotaPeriod.objects.get(source="ebay")
     assert (quota.used, quota.reserved, quota.limit) == (3, 0, 3) and len(scenario.searches) == 3
     QuotaPeriod.objects.filter(pk=quota.pk).update(limit=5000)  # the next day's quota
+    CollectionRun.objects.filter(pk=run.pk).update(quota_resets_at=timezone.now() - timedelta(seconds=1))
     runs.run_resume(run_id=run.pk)
     workers = Workers(tmp_path, **fake.env)
     try:
@@ -146,14 +118,16 @@ def test_5xx_bursts_timeouts_and_malformed_json_are_retried(fake, tmp_path):
     assert Decimal("0.04") <= run.spent <= run.budget_cap
 
 
-def test_400_fails_the_category_with_ebays_message_and_the_rest_completes(fake, tmp_path):
+def test_a_category_ebay_says_is_invalid_finishes_with_that_reason_and_the_rest_completes(fake, tmp_path):
     scenario = fake.scenario
     cats = ebay_categories(scenario, {"58058": 300})
     cats.append(Category.objects.create(platform="ebay", external_id="999999999", name="gone"))
     run, _ = run_with_worker(fake, tmp_path, cats)
-    assert run.status == RunStatus.COMPLETED and run.error == "1 of 2 categories failed"
-    failed = RunUnit.objects.get(run=run, category__external_id="999999999")
-    assert failed.status == UnitStatus.FAILED and "The category id 999999999 is invalid." in failed.last_error
+    assert run.status == RunStatus.COMPLETED and run.error == ""
+    gone = RunUnit.objects.get(run=run, category__external_id="999999999")
+    assert gone.status == UnitStatus.DONE and "12009" in gone.note and gone.items_done == 0
+    event = RunEvent.objects.get(run=run, kind=EventKind.CATEGORY_GONE)
+    assert event.unit_id == gone.pk and "category_ids" in event.detail["reason"]
     assert_stored_exactly(scenario, ["58058"])
 
 
@@ -187,13 +161,15 @@ def test_estimate_probes_unknown_categories_against_the_quota_or_uses_the_defaul
     assert [row.items for row in declined.categories] == [50, 50] and declined.probe_calls == 0
     assert scenario.searches == []
     est = estimate(source="ebay", category_ids=[c.pk for c in cats])
-    assert [row.items for row in est.categories] == [10_000, 35], [r.probe_error for r in est.categories]
+    assert [row.items for row in est.categories] == [12_345, 35], [r.probe_error for r in est.categories]
     assert all(row.probed for row in est.categories) and est.probe_calls == 2
     assert sorted(scenario.searches) == [("220", 0, 1), ("31388", 0, 1)]
     assert QuotaPeriod.objects.get(source="ebay").used == 2
     assert Category.objects.get(external_id="31388").item_count_measured_at is not None
-    # 10,000 items: 50 pages of 200 at 0.01 a call
-    assert est.categories[0].pages == 50 and est.categories[0].cost == Decimal("0.5")
+    # 12,345 items: past the cap, so ~3 partitions (one per 4,500), 62 pages, 3 last pages, 2 probing calls
+    big = est.categories[0]
+    assert (big.partitions, big.partition_probes, big.pages) == (3, 2, 67) and big.cost == Decimal("0.67")
+    assert est.categories[1].partitions == 1 and est.categories[1].pages == 1
     again = estimate(source="ebay", category_ids=[c.pk for c in cats])
     assert again.probe_calls == 0 and len(scenario.searches) == 2
 

@@ -1,16 +1,10 @@
 import sys
 
-from collection.exports import csv_rows
+from collection.exports import PRODUCT_FIELDS, SELLER_FIELDS, csv_rows
 from collection.management.base import CollectionCommand
 from collection.models import Product, Seller
 
-FIELDS = {
-    "sellers": (Seller, ("id", "platform", "external_id", "name", "feedback_score", "feedback_percent", "times_seen",
-                         "first_seen_at", "last_seen_at", "first_seen_run_id")),
-    "products": (Product, ("id", "platform", "external_id", "title", "price", "currency", "url",
-                           "seller__external_id", "category__external_id", "first_seen_at", "last_seen_at",
-                           "first_seen_run_id")),
-}
+FIELDS = {"sellers": (Seller, SELLER_FIELDS), "products": (Product, PRODUCT_FIELDS)}
 
 
 class Command(CollectionCommand):

@@ -1,0 +1,18 @@
+import pytest
+
+from tests.fake_ebay import FakeEbay, Scenario
+
+
+@pytest.fixture
+def fake(settings):
+    """A fake eBay on a local port, with this process's settings and the workers' environment
+    (`fake.env`) pointing at it."""
+    scenario = Scenario()
+    with FakeEbay(scenario) as server:
+        env = {"EBAY_BASE_URL": server.url, "EBAY_CLIENT_ID": scenario.client_id,
+               "EBAY_CLIENT_SECRET": scenario.client_secret, "EBAY_PAGE_SIZE": 200, "EBAY_TIMEOUT_SECONDS": 1,
+               "EBAY_COST_PER_CALL": "0.01", "EBAY_DAILY_CALL_QUOTA": 5000, "COLLECTION_RETRY_BASE_SECONDS": 0.05}
+        for key, value in env.items():
+            setattr(settings, key, value)
+        server.env = env
+        yield server

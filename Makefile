@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint demo bench migrate install clean
+.PHONY: run test lint demo bench migrate install clean secret
 
 # Python 3.13: pyenv's (as .python-version asks), else one on PATH, else pyenv installs it.
 $(PY):
@@ -20,7 +20,16 @@ $(STAMP): $(PY) requirements.txt requirements-dev.txt
 	$(PIP) install --quiet -r requirements-dev.txt
 	@touch $(STAMP)
 
-install: $(STAMP)
+# With DEBUG off the app refuses to start without SECRET_KEY: give this checkout a random one
+# in .env (never committed) unless the environment or .env already has one.
+.env:
+	@touch .env
+secret: .env
+	@if [ -z "$$SECRET_KEY" ] && ! grep -qs '^SECRET_KEY=' .env; then \
+	  echo "SECRET_KEY=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(50))')" >> .env; \
+	  echo "wrote a random SECRET_KEY to .env"; fi
+
+install: $(STAMP) secret
 
 migrate: install
 	$(PY) manage.py migrate --noinput -v0

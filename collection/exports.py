@@ -20,11 +20,23 @@ class _Echo:
         return value
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value):
+    """A text cell a spreadsheet would read as a formula (OWASP's CSV injection rule: it starts
+    with =, +, -, @, tab or carriage return) is prefixed with a quote, so it stays text. Titles
+    and names come from marketplaces: untrusted."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def csv_rows(queryset, fields: tuple[str, ...]):
     writer = csv.writer(_Echo())
     yield writer.writerow(fields)
     for row in queryset.order_by("pk").values_list(*fields).iterator(chunk_size=2000):
-        yield writer.writerow(row)
+        yield writer.writerow([safe_cell(value) for value in row])
 
 
 def csv_response(queryset, fields: tuple[str, ...], *, filename: str) -> StreamingHttpResponse:

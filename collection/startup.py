@@ -54,13 +54,17 @@ def _tables_ready() -> bool:
     return RunUnit._meta.db_table in connection.introspection.table_names()
 
 
-def _recover_once(role: str) -> None:
+def _recover_once(role: str, *, sweep: bool = False) -> None:
+    """Recover once; at startup always say what was found, in a sweep only when it found something."""
     try:
         if not _tables_ready():
             logger.warning("startup recovery skipped: the database is not migrated yet")
             return
         report = recover()
-        logger.info("startup recovery (%s, pid %s): %s", role, os.getpid(), report.as_dict())
+        if not sweep:
+            logger.info("startup recovery (%s, pid %s): %s", role, os.getpid(), report.as_dict())
+        elif report.changed:
+            logger.info("recovery sweep (%s, pid %s): %s", role, os.getpid(), report.as_dict())
     except DatabaseError as error:
         logger.warning("recovery skipped: %s", error)
     finally:
@@ -71,7 +75,7 @@ def _recover_once(role: str) -> None:
 def _sweep_forever(role: str, interval: float, stop: threading.Event) -> None:
     _recover_once(role)
     while not stop.wait(interval):
-        _recover_once(role)
+        _recover_once(role, sweep=True)
 
 
 def process_started(*, role: str) -> threading.Thread | None:

@@ -1,7 +1,8 @@
 """Settings, read from the environment (see .env.example for every variable).
 
 Defaults are safe for local use: an embedded SQLite database, DEBUG off unless asked for,
-and a throwaway secret key only when DEBUG is on. Production is switched on by environment.
+and a throwaway secret key only when DEBUG is on (with DEBUG off a SECRET_KEY is required;
+`make install` writes a random one to .env). Production is switched on by environment.
 """
 
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -18,8 +20,12 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
-    # Local use only: a fixed development key. `check --deploy` flags it, and production
-    # deployments must set SECRET_KEY.
+    if not DEBUG:
+        # Fail closed: never sign sessions and tokens with a key everyone knows.
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set it in the environment or in .env (`make install` writes a random "
+            "one to .env for local use), or set DEBUG=true for a throwaway development key."
+        )
     SECRET_KEY = "django-insecure-local-development-key-do-not-use-in-production"  # noqa: S105
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -37,8 +43,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_filters",
+    "axes",
+    "collection",  # before django_tasks_db: its db_worker command survives a lost database
     "django_tasks_db",
-    "collection",
 ]
 
 MIDDLEWARE = [
@@ -50,7 +57,37 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes asks: locks out repeated failed logins.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Repeated failed admin logins lock the username from that address out for a while
+# (django-axes; its records are in the admin under "Axes").
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("LOGIN_LOCKOUT_HOURS", default=0.25)  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+
+# Content-Security-Policy (Django's own): scripts only from this site or with the request's
+# nonce; the admin, the browsable API and /api/docs/ (Swagger UI loads its script from a URL)
+# work under it. Inline styles stay allowed: the admin's widgets set style attributes.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],
+    "img-src": [CSP.SELF, "data:"],
+    "font-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
 
 ROOT_URLCONF = "config.urls"
 
@@ -64,6 +101,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
             ],
         },
     },
@@ -91,11 +129,16 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # Tests start real worker processes, so the test database must be a file they can open.
     _db["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME", default=str(BASE_DIR / "test-db.sqlite3"))}
 elif _db["ENGINE"] == "django.db.backends.postgresql":
+    from psycopg_pool import ConnectionPool
+
     _db["ENGINE"] = "django.db.backends.postgresql"
     _db.setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DATABASE_POOL_MIN", default=1),
         "max_size": env.int("DATABASE_POOL_MAX", default=10),
         "timeout": env.int("DATABASE_POOL_TIMEOUT", default=30),
+        # A connection the server dropped (restart, failover, idle reaper) is found and replaced
+        # when it is checked out, instead of failing the request that gets it.
+        "check": ConnectionPool.check_connection,
     }
     # Bind parameters on the server: the engine's per-page upserts carry ~1,000 parameters,
     # which client-side binding would quote in Python on every page (see bench/).
@@ -109,6 +152,11 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
         _db["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The API's throttle counters (and any other cache use). Per process by default; for several
+# web processes share one, e.g. CACHE_URL=dbcache://collection_cache (after
+# `manage.py createcachetable`).
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -170,6 +218,21 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "collection.api.errors.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_PARSER_CLASSES": [
+        "collection.api.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # Per token (or session user) and per address for anonymous requests; the counters live in
+    # the cache (CACHE_URL: per process by default, shared with e.g. redis:// in production).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env.str("API_THROTTLE_USER", default="3000/minute"),
+        "anon": env.str("API_THROTTLE_ANON", default="120/minute"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Collection runs API",

@@ -30,6 +30,10 @@ FAULTS = {
     "fatal": lambda: FatalSourceError("HTTP 401: check credentials"),
     "bug": lambda: ValueError("an unexpected error in the source"),
     "quota": lambda: QuotaExhausted("daily call quota used up", resets_at=timezone.now() + timedelta(hours=3)),
+    # an upstream message that echoes a credential and goes on for pages
+    "leaky": lambda: RetryableSourceError(
+        "HTTP 500 from upstream: request had Authorization: Bearer sk_live_0123456789abcdefghijklmnopqrstuv "
+        "and ?api_key=KEY-9f8e7d6c5b4a " + "trace " * 2000),
 }
 
 

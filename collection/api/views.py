@@ -1,12 +1,14 @@
 """The REST API. Thin: parse with a serializer, call a service, render; errors are mapped to
 HTTP in one place (collection/api/errors.py)."""
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import StreamingHttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ParseError
 from rest_framework.filters import OrderingFilter, SearchFilter
 from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
@@ -165,6 +167,13 @@ class ByIdCursor(CursorPagination):
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+    def paginate_queryset(self, queryset, request, view=None):
+        """A cursor whose position does not fit the ordering (e.g. `p=abc` on ids) is bad input."""
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except (ValueError, TypeError, DjangoValidationError):
+            raise ParseError({"cursor": ["Invalid cursor."]}) from None
 
 
 class DiscoveredViewSet(viewsets.ReadOnlyModelViewSet):

@@ -22,6 +22,7 @@ from collection.models import (
     Seller,
     UnitStatus,
 )
+from collection.redact import untrusted_text
 from collection.sources import Page, ProductItem
 
 from .budget import budget_capture_and_reserve
@@ -279,13 +280,14 @@ def _page_events(record: PageCheckpoint) -> None:
     """What the source said about the page, on the unit's event log (and counters)."""
     page, run_id, unit_id = record.page, record.run_id, record.unit_id
     for warning in page.warnings:
-        event_write(run_id=run_id, unit_id=unit_id, kind=EventKind.SOURCE_WARNING, code=warning.code,
-                    message=warning.message[:500], page=record.page_index + 1)
+        event_write(run_id=run_id, unit_id=unit_id, kind=EventKind.SOURCE_WARNING, code=untrusted_text(warning.code, limit=20),
+                    message=untrusted_text(warning.message), page=record.page_index + 1)
     if page.partitioned:
         event_write(run_id=run_id, unit_id=unit_id, kind=EventKind.PARTITIONED, detail=page.partitioned[:500])
     if page.gone:
-        RunUnit.objects.filter(pk=unit_id).update(note=page.gone[:2000])
-        event_write(run_id=run_id, unit_id=unit_id, kind=EventKind.CATEGORY_GONE, reason=page.gone[:500])
+        reason = untrusted_text(page.gone)
+        RunUnit.objects.filter(pk=unit_id).update(note=reason)
+        event_write(run_id=run_id, unit_id=unit_id, kind=EventKind.CATEGORY_GONE, reason=reason)
     if page.unreachable:
         RunUnit.objects.filter(pk=unit_id).update(items_unreachable=F("items_unreachable") + page.unreachable)
         CollectionRun.objects.filter(pk=run_id).update(items_unreachable=F("items_unreachable") + page.unreachable)

@@ -18,15 +18,17 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 
 from django.conf import settings as django_settings
-from django.db import transaction
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.db.models import Count, Q, Subquery
 from django.tasks import default_task_backend, task
 from django.utils import timezone
@@ -41,6 +43,7 @@ from collection.models import (
     SpendSample,
     UnitStatus,
 )
+from collection.redact import untrusted_text
 from collection.sources import (
     BaseSource,
     FatalSourceError,
@@ -95,6 +98,56 @@ class Charge:
 
 UNKNOWN_CHARGE = Charge(None)
 NO_CHARGE = Charge(Decimal(0))
+
+
+class LeaseHeartbeat:
+    """Keeps the lease of a page in flight alive, so a page slower than the lease is not taken
+    over by recovery and fetched (and paid for) again. One daemon thread per worker process
+    renews, a few times a lease, the lease of every unit whose page has been in flight for a
+    third of it; a page costs two dict operations, not a thread."""
+
+    TICK_SECONDS = 0.25
+
+    def __init__(self):
+        self._inflight: dict[int, tuple[str, int, float]] = {}  # unit -> (owner, lease seconds, renewed)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def page(self, *, unit_id: int, owner: str, lease_seconds: int):
+        with self._lock:
+            self._inflight[unit_id] = (owner, lease_seconds, time.monotonic())
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._beat, name="collection-lease-heartbeat", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inflight.pop(unit_id, None)
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(self.TICK_SECONDS)
+            now = time.monotonic()
+            with self._lock:
+                due = [(unit, owner, lease) for unit, (owner, lease, renewed) in self._inflight.items()
+                       if now - renewed >= lease / 3]
+                for unit, owner, lease in due:
+                    self._inflight[unit] = (owner, lease, now)
+            if not due:
+                continue
+            try:
+                for unit, owner, lease in due:
+                    RunUnit.objects.filter(pk=unit, lease_owner=owner).update(
+                        lease_expires_at=timezone.now() + timedelta(seconds=lease))
+            except DatabaseError as error:
+                logger.warning("lease heartbeat: %s", error)
+            finally:
+                connection.close()  # this thread's connection: back to the pool between beats
+
+
+heartbeat = LeaseHeartbeat()
 
 
 @task()
@@ -204,6 +257,7 @@ def unit_advance(*, unit_id: int, token: str, slice_seconds: float | None = None
     except Exception as error:  # a bug or a database outage: do not strand the unit
         logger.exception("unit %s: unexpected error", unit_id)
         message = f"{type(error).__name__}: {error}"
+        close_old_connections()  # a connection the database dropped is replaced, not reused
         try:
             quota_settle_unit(unit=RunUnit.objects.get(pk=unit.pk))
             # The page may have been fetched (and charged) before the error.
@@ -241,8 +295,9 @@ def _advance(unit: RunUnit, owner: str, settings: CollectionSettings, slice_seco
                 return _unit_requeue(unit, owner)
         if not _take_quota(unit, owner, source):  # 2. quota
             return _unit_requeue(unit, owner)
-        try:  # 3. fetch
-            page = source.fetch_page(category=unit.category, cursor=cursor)
+        try:  # 3. fetch (the lease is renewed while the page is in flight)
+            with heartbeat.page(unit_id=unit.pk, owner=owner, lease_seconds=settings.lease_seconds):
+                page = source.fetch_page(category=unit.category, cursor=cursor)
         except SourceError as error:
             return _page_not_fetched(unit, owner, settings, source, error)
         quota_settle_unit(unit=unit, used=page.quota_used)
@@ -314,7 +369,7 @@ def _page_not_fetched(unit: RunUnit, owner: str, settings: CollectionSettings, s
 
 
 def _pause_for_quota(unit: RunUnit, error: QuotaExhausted) -> None:
-    detail = {"unit": unit.pk, "error": str(error)}
+    detail = {"unit": unit.pk, "error": untrusted_text(error)}
     if error.resets_at:
         detail["resets_at"] = error.resets_at.isoformat()
     _pause_quietly(unit.run_id, PauseReason.QUOTA, detail, quota_resets_at=error.resets_at)
@@ -369,7 +424,7 @@ def _unit_failed_page(unit: RunUnit, owner: str, settings: CollectionSettings, *
     with backoff, or fail the unit (and the run, for a fatal error)."""
     _settle_failed_page(unit, owner, charge)
     attempts = RunUnit.objects.values_list("attempts", flat=True).get(pk=unit.pk) + 1
-    error = error[:2000]
+    error = untrusted_text(error)
     if retryable and attempts < settings.max_unit_attempts:
         delay = retry_delay(attempts, retry_after)
         return _unit_requeue(

@@ -110,3 +110,27 @@ def test_operator_estimates_is_refused_over_budget_runs_and_exports(live_server,
     assert exported and exported <= set(Seller.objects.values_list("external_id", flat=True))
     assert len(exported) == min(100, Seller.objects.count())
     assert os.path.getsize(ARTIFACTS / "runs-list.png") > 0
+
+
+def test_admin_browsable_api_and_api_docs_work_under_the_content_security_policy(live_server, operator, browser_page):
+    page = browser_page
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    make_categories(2, items=20)
+    response = page.goto(f"{live_server.url}/admin/login/")
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self' 'nonce-" in policy and "object-src 'none'" in policy
+    page.fill("#id_username", "op")
+    page.fill("#id_password", "op-password-123")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#site-name")
+    page.goto(f"{live_server.url}/admin/collection/collectionrun/add/")
+    page.wait_for_selector("#id_categories_from")  # the filtered picker is built by the admin's scripts
+    assert page.locator("#id_categories_from option").count() == 2
+    page.goto(f"{live_server.url}/api/collection/runs/")
+    page.wait_for_selector(".response-info")
+    page.goto(f"{live_server.url}/api/docs/")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+    assert "Collection runs API" in page.inner_text(".swagger-ui .info .title")
+    assert violations == []

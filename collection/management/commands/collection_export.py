@@ -1,5 +1,3 @@
-import sys
-
 from collection.exports import PRODUCT_FIELDS, SELLER_FIELDS, csv_rows
 from collection.management.base import CollectionCommand
 from collection.models import Product, Seller
@@ -25,10 +23,13 @@ class Command(CollectionCommand):
         if run:
             queryset = queryset.filter(first_seen_run_id=run)
         rows = 0
-        target = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+        target = open(output, "w", newline="", encoding="utf-8") if output else self.stdout  # noqa: SIM115
         try:
             for line in csv_rows(queryset, fields):
-                target.write(line)
+                if output:
+                    target.write(line)
+                else:
+                    target.write(line, ending="")
                 rows += 1
         finally:
             if output:

@@ -1,0 +1,32 @@
+"""Text that comes from outside (a provider's error message, a warning) is untrusted: before it
+is stored in events, unit errors or run errors it is cut to a length and scrubbed of anything
+that looks like a credential."""
+
+from __future__ import annotations
+
+import re
+
+MAX_UNTRUSTED = 500
+REDACTED = "[redacted]"
+
+_PATTERNS = [
+    # Authorization headers and schemes: "Authorization: Bearer abc", "Basic dXNlcjpwYXNz"
+    re.compile(r"(?i)\b(authorization\s*[:=]\s*)(\S+(?:\s+\S+)?)"),
+    re.compile(r"(?i)\b(bearer|basic|token)\s+([A-Za-z0-9._~+/=^#|-]{8,})"),
+    # key=value pairs whose name says secret: api_key=…, access_token: …, client_secret=…
+    re.compile(r"(?i)\b([\w-]*(?:key|token|secret|password|passwd|signature|credential)s?[\"']?\s*[:=]\s*[\"']?)"
+               r"([^\s\"'&,;]+)"),
+]
+# Long opaque strings (tokens, keys) even without a name
+_OPAQUE = re.compile(r"\b[A-Za-z0-9._~+/=^#|-]{32,}\b")
+
+
+def untrusted_text(text: object, *, limit: int = MAX_UNTRUSTED) -> str:
+    """`text` safe to store and show: credentials replaced by [redacted], at most `limit` characters."""
+    value = str(text)
+    for pattern in _PATTERNS:
+        value = pattern.sub(lambda m: f"{m.group(1)}{REDACTED}" if m.lastindex == 2 else REDACTED, value)
+    value = _OPAQUE.sub(REDACTED, value)
+    if len(value) > limit:
+        value = value[: limit - 1] + "…"
+    return value

@@ -26,6 +26,7 @@ $(STAMP): $(PY) requirements.txt requirements-dev.txt
 	@touch .env
 secret: .env
 	@if [ -z "$$SECRET_KEY" ] && ! grep -qs '^SECRET_KEY=' .env; then \
+	  [ -s .env ] && [ -n "$$(tail -c1 .env)" ] && echo >> .env; \
 	  echo "SECRET_KEY=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(50))')" >> .env; \
 	  echo "wrote a random SECRET_KEY to .env"; fi
 

@@ -18,10 +18,10 @@ from django.db.models.functions import Round
 from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 
-from collection.models import BudgetPeriod, CollectionRun, CollectionSettings, RunStatus, RunUnit
+from collection.models import BudgetPeriod, CollectionRun, CollectionSettings, RunStatus, RunUnit, UnitStatus
 from collection.money import MONEY
 
-from .errors import BudgetExceeded
+from .errors import BudgetExceeded, LeaseLost
 
 ZERO = Decimal("0")
 
@@ -59,15 +59,20 @@ def period_current(*, settings: CollectionSettings | None = None) -> BudgetPerio
     return period
 
 
-def budget_reserve(*, unit_id: int, run_id: int, amount: Decimal) -> int:
+def budget_reserve(*, unit_id: int, run_id: int, amount: Decimal, lease_owner: str | None = None) -> int:
     """Reserve `amount` for the unit's next page on the month and on the run (which must be
     running). Raises BudgetExceeded (scope "month" or "run") and reserves nothing if either
-    cap would be passed. Returns the id of the month's ledger row."""
+    cap would be passed; with `lease_owner`, raises LeaseLost and reserves nothing when that
+    worker no longer holds the unit. Returns the id of the month's ledger row."""
     period = period_current().pk
+    unit = RunUnit.objects.filter(pk=unit_id)
+    if lease_owner is not None:
+        unit = unit.filter(lease_owner=lease_owner, status=UnitStatus.RUNNING)
     with transaction.atomic():
         # The month is kept on the unit, so capture hits the same ledger row even when the
         # page straddles midnight at the end of a month.
-        RunUnit.objects.filter(pk=unit_id).update(reserved=_plus("reserved", amount), reserved_period_id=period)
+        if not unit.update(reserved=_plus("reserved", amount), reserved_period_id=period):
+            raise LeaseLost(f"unit {unit_id} is no longer leased by {lease_owner}")
         if not BudgetPeriod.objects.filter(fits("cap", amount), pk=period).update(
             reserved=_plus("reserved", amount)
         ):

@@ -106,10 +106,11 @@ def leaves_of(chosen: list[Category]) -> list[tuple[Category, Category | None]]:
         if category.is_leaf:
             result.setdefault(category.pk, (category, None))
             continue
-        found, frontier = [], [category.external_id]
-        while frontier:
+        found, frontier, visited = [], [category.external_id], {category.external_id}
+        while frontier:  # breadth first; `visited` ends a walk through a parent cycle in the data
             children = list(Category.objects.filter(platform=category.platform, parent_external_id__in=frontier)
-                            .order_by("external_id"))
+                            .exclude(external_id__in=visited).order_by("external_id"))
+            visited.update(child.external_id for child in children)
             found += [child for child in children if child.is_leaf]
             frontier = [child.external_id for child in children if not child.is_leaf]
         if not found:

@@ -55,7 +55,7 @@ from collection.sources import (
 
 from .budget import budget_reserve, budget_settle
 from .checkpoint import PageCheckpoint, unit_checkpoint
-from .errors import BudgetExceeded, InvalidTransition
+from .errors import BudgetExceeded, InvalidTransition, LeaseLost
 from .lifecycle import event_write, run_complete, run_fail, run_pause
 from .quota import quota_exhaust, quota_reserve, quota_settle_unit
 from .source_state import source_for
@@ -104,19 +104,23 @@ class LeaseHeartbeat:
     """Keeps the lease of a page in flight alive, so a page slower than the lease is not taken
     over by recovery and fetched (and paid for) again. One daemon thread per worker process
     renews, a few times a lease, the lease of every unit whose page has been in flight for a
-    third of it; a page costs two dict operations, not a thread."""
+    third of it; a page costs two dict operations, not a thread. A page in flight for more
+    than MAX_LEASES leases (a server trickling bytes forever) is let go: its lease expires and
+    recovery takes the unit over."""
 
     TICK_SECONDS = 0.25
+    MAX_LEASES = 10
 
     def __init__(self):
-        self._inflight: dict[int, tuple[str, int, float]] = {}  # unit -> (owner, lease seconds, renewed)
+        # unit -> (owner, lease seconds, last renewed, started)
+        self._inflight: dict[int, tuple[str, int, float, float]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     @contextmanager
     def page(self, *, unit_id: int, owner: str, lease_seconds: int):
         with self._lock:
-            self._inflight[unit_id] = (owner, lease_seconds, time.monotonic())
+            self._inflight[unit_id] = (owner, lease_seconds, time.monotonic(), time.monotonic())
             if self._thread is None:
                 self._thread = threading.Thread(target=self._beat, name="collection-lease-heartbeat", daemon=True)
                 self._thread.start()
@@ -131,14 +135,14 @@ class LeaseHeartbeat:
             time.sleep(self.TICK_SECONDS)
             now = time.monotonic()
             with self._lock:
-                due = [(unit, owner, lease) for unit, (owner, lease, renewed) in self._inflight.items()
-                       if now - renewed >= lease / 3]
-                for unit, owner, lease in due:
-                    self._inflight[unit] = (owner, lease, now)
+                due = [(unit, owner, lease, started) for unit, (owner, lease, renewed, started) in self._inflight.items()
+                       if now - renewed >= lease / 3 and now - started < lease * self.MAX_LEASES]
+                for unit, owner, lease, started in due:
+                    self._inflight[unit] = (owner, lease, now, started)
             if not due:
                 continue
             try:
-                for unit, owner, lease in due:
+                for unit, owner, lease, _ in due:
                     RunUnit.objects.filter(pk=unit, lease_owner=owner).update(
                         lease_expires_at=timezone.now() + timedelta(seconds=lease))
             except DatabaseError as error:
@@ -259,7 +263,7 @@ def unit_advance(*, unit_id: int, token: str, slice_seconds: float | None = None
         message = f"{type(error).__name__}: {error}"
         close_old_connections()  # a connection the database dropped is replaced, not reused
         try:
-            quota_settle_unit(unit=RunUnit.objects.get(pk=unit.pk))
+            quota_settle_unit(unit=RunUnit.objects.get(pk=unit.pk), lease_owner=owner)
             # The page may have been fetched (and charged) before the error.
             _unit_failed_page(unit, owner, settings, error=message, retry_after=None, charge=UNKNOWN_CHARGE)
         except Exception:
@@ -290,17 +294,23 @@ def _advance(unit: RunUnit, owner: str, settings: CollectionSettings, slice_seco
         if held is None:  # 1. reserve
             if time.monotonic() >= deadline:
                 return _unit_requeue(unit, owner)
-            held = _reserve_page(unit, source, cursor)
+            try:
+                held = _reserve_page(unit, owner, source, cursor)
+            except LeaseLost:
+                return Outcome.LEASE_LOST
             if held is None:
                 return _unit_requeue(unit, owner)
-        if not _take_quota(unit, owner, source):  # 2. quota
-            return _unit_requeue(unit, owner)
+        try:  # 2. quota
+            if not _take_quota(unit, owner, source):
+                return _unit_requeue(unit, owner)
+        except LeaseLost:
+            return Outcome.LEASE_LOST
         try:  # 3. fetch (the lease is renewed while the page is in flight)
             with heartbeat.page(unit_id=unit.pk, owner=owner, lease_seconds=settings.lease_seconds):
                 page = source.fetch_page(category=unit.category, cursor=cursor)
         except SourceError as error:
             return _page_not_fetched(unit, owner, settings, source, error)
-        quota_settle_unit(unit=unit, used=page.quota_used)
+        quota_settle_unit(unit=unit, used=page.quota_used, lease_owner=owner)
         next_reservation = None  # 4. checkpoint
         if page.next_cursor is not None and time.monotonic() < deadline:
             next_reservation = source.max_page_cost(category=unit.category, cursor=page.next_cursor)
@@ -322,12 +332,12 @@ def _advance(unit: RunUnit, owner: str, settings: CollectionSettings, slice_seco
         held = Reservation(next_reservation, held.period_id) if result.next_reserved else None
 
 
-def _reserve_page(unit: RunUnit, source: BaseSource, cursor: dict | None) -> Reservation | None:
+def _reserve_page(unit: RunUnit, owner: str, source: BaseSource, cursor: dict | None) -> Reservation | None:
     """Step 1. None when a cap (or the run's status) refuses the page: the run is paused for
     budget if it is still running."""
     amount = source.max_page_cost(category=unit.category, cursor=cursor)
     try:
-        period_id = budget_reserve(unit_id=unit.pk, run_id=unit.run_id, amount=amount)
+        period_id = budget_reserve(unit_id=unit.pk, run_id=unit.run_id, amount=amount, lease_owner=owner)
     except BudgetExceeded as refused:
         _pause_quietly(unit.run_id, PauseReason.BUDGET, {"unit": unit.pk, "needed": str(amount), "scope": refused.scope})
         return None
@@ -340,7 +350,7 @@ def _take_quota(unit: RunUnit, owner: str, source: BaseSource) -> bool:
     if source.quota_kind != QuotaKind.DAILY_CALLS:
         return True
     try:
-        period = quota_reserve(source=source, unit_id=unit.pk)
+        period = quota_reserve(source=source, unit_id=unit.pk, lease_owner=owner)
     except QuotaExhausted as error:
         _settle_failed_page(unit, owner, NO_CHARGE)
         _pause_for_quota(unit, error)
@@ -353,13 +363,13 @@ def _page_not_fetched(unit: RunUnit, owner: str, settings: CollectionSettings, s
                       error: SourceError) -> Outcome:
     """Step 3 failed: settle the page's reservation and quota call, then act on the error's type."""
     if isinstance(error, QuotaExhausted):
-        quota_settle_unit(unit=unit, used=0)
+        quota_settle_unit(unit=unit, used=0, lease_owner=owner)
         if source.quota_kind == QuotaKind.DAILY_CALLS:
             quota_exhaust(source=source)
         _settle_failed_page(unit, owner, Charge(error.charged))
         _pause_for_quota(unit, error)
         return _unit_requeue(unit, owner)
-    quota_settle_unit(unit=unit)  # the call was made (or may have been)
+    quota_settle_unit(unit=unit, lease_owner=owner)  # the call was made (or may have been)
     if isinstance(error, Throttled):
         _settle_failed_page(unit, owner, Charge(error.charged))
         return _unit_requeue(unit, owner, delay=error.retry_after, outcome=Outcome.THROTTLED)
@@ -394,6 +404,13 @@ def _settle_failed_page(unit: RunUnit, owner: str, charge: Charge) -> None:
         budget_settle(unit=locked, spent=spent)
 
 
+def _lock_unit_then_run(unit: RunUnit) -> None:
+    """Row locks in the order every path takes them (unit, month, run): recovery and a worker
+    letting go of the same unit never deadlock."""
+    RunUnit.objects.select_for_update().filter(pk=unit.pk).values_list("pk").first()
+    CollectionRun.objects.select_for_update().filter(pk=unit.run_id).values_list("pk").first()
+
+
 def _release(unit: RunUnit, owner: str, **changes) -> bool:
     return bool(
         RunUnit.objects.filter(pk=unit.pk, lease_owner=owner).update(lease_owner="", lease_expires_at=None, **changes)
@@ -406,7 +423,8 @@ def _unit_requeue(unit: RunUnit, owner: str, *, delay: float = 0, outcome: Outco
     pending until it is resumed. `changes` are made to the unit and `event` is logged in the
     same transaction."""
     with transaction.atomic():
-        run = CollectionRun.objects.select_for_update().get(pk=unit.run_id)
+        _lock_unit_then_run(unit)
+        run = CollectionRun.objects.get(pk=unit.run_id)
         if not _release(unit, owner, **changes):
             return Outcome.LEASE_LOST
         if event:
@@ -432,7 +450,8 @@ def _unit_failed_page(unit: RunUnit, owner: str, settings: CollectionSettings, *
             event={"kind": EventKind.UNIT_RETRY, "error": error, "attempt": attempts, "retry_in": round(delay, 2)},
         )
     with transaction.atomic():
-        run = CollectionRun.objects.select_for_update().get(pk=unit.run_id)
+        _lock_unit_then_run(unit)
+        run = CollectionRun.objects.get(pk=unit.run_id)
         if not _release(unit, owner, status=UnitStatus.FAILED, attempts=attempts, last_error=error,
                         finished_at=timezone.now()):
             return Outcome.LEASE_LOST

@@ -45,6 +45,13 @@ class InvalidTransition(CollectionError):
         self.status = status
 
 
+class LeaseLost(CollectionError):
+    """The worker no longer holds the unit's lease (recovery gave the unit to another worker):
+    it must not reserve, spend or record anything for it."""
+
+    code = "lease_lost"
+
+
 class QuotaNotReset(InvalidTransition):
     """Resuming a run paused for quota before the provider's quota day has turned over."""
 

@@ -68,6 +68,7 @@ from .base import (
     RetryableSourceError,
     SellerItem,
     SourceWarning,
+    Throttled,
 )
 
 logger = logging.getLogger("collection.sources.ebay")
@@ -216,12 +217,14 @@ class EbaySource(BaseSource):
             parts.append(f"conditions:{{{band['cond']}}}")
         return ",".join(parts)
 
-    def _search(self, category, *, band: dict, offset: int, limit: int) -> dict:
-        """GET item_summary/search (on 401 with a fresh token once more); the JSON body."""
+    def _search(self, category, *, band: dict, offset: int, limit: int) -> tuple[dict, int]:
+        """GET item_summary/search (on 401 with a fresh token once more): the JSON body and how
+        many calls it took (each counts against the daily quota)."""
         params = {"category_ids": category.external_id, "limit": limit, "offset": offset, "filter": self._filter(band)}
-        rejected = None
+        rejected, calls = None, 0
         for _ in range(2):
             token = self._bearer(rejected=rejected)
+            calls += 1
             headers = {"Authorization": f"Bearer {token}", "X-EBAY-C-MARKETPLACE-ID": settings.EBAY_MARKETPLACE_ID}
             try:
                 response = self._client.get("/buy/browse/v1/item_summary/search", params=params, headers=headers)
@@ -241,7 +244,7 @@ class EbaySource(BaseSource):
             body = response.json()
             if not isinstance(body, dict):
                 raise TypeError
-            return body
+            return body, calls
         except (ValueError, TypeError):
             raise RetryableSourceError("eBay answered with a malformed payload",
                                        charged=self.pricing.cost_per_request) from None
@@ -255,8 +258,9 @@ class EbaySource(BaseSource):
             if error_id == QUOTA_ERROR_ID:
                 raise QuotaExhausted(f"eBay call quota exceeded (errorId {QUOTA_ERROR_ID}): {message}",
                                      resets_at=self.quota_resets_at())
-            raise RetryableSourceError(f"eBay rate limit (HTTP 429): {message}",
-                                       retry_after=float(retry_after) if retry_after else None)
+            # A rate limit, not the day's quota: wait and try again (no attempt counted, no pause).
+            raise Throttled(f"eBay rate limit (HTTP 429): {message}",
+                            retry_after=float(retry_after) if retry_after is not None else 1.0)
         if status >= 500:
             raise RetryableSourceError(f"eBay server error (HTTP {status})", charged=charged)
         suffix = f" (errorId {error_id})" if error_id else ""
@@ -284,13 +288,13 @@ class EbaySource(BaseSource):
         bands = cursor.get("bands") or [{}]
         band, rest = bands[0], bands[1:]
         offset, limit = int(cursor.get("offset", 0)), self.page_size
-        body = self._search(category, band=band, offset=offset, limit=limit)
+        body, calls = self._search(category, band=band, offset=offset, limit=limit)
         cost = self.pricing.cost_per_request
         warnings = [SourceWarning(code=str(w.get("errorId", "")), message=str(w.get("longMessage") or w.get("message") or ""))
                     for w in body.get("warnings") or [] if isinstance(w, dict)]
         gone = next((w for w in warnings if w.code.isdigit() and int(w.code) in CATEGORY_GONE_IDS), None)
         if gone is not None:
-            return Page(items=[], next_cursor=None, cost=cost, total=0 if not band else None,
+            return Page(items=[], next_cursor=None, cost=cost, total=0 if not band else None, quota_used=calls,
                         warnings=[w for w in warnings if w is not gone],
                         gone=f"eBay no longer knows category {category.external_id} (errorId {gone.code}): {gone.message}")
         try:
@@ -299,7 +303,7 @@ class EbaySource(BaseSource):
         except (ValueError, TypeError, AttributeError, KeyError):
             raise RetryableSourceError("eBay answered with a malformed payload", charged=cost) from None
         page = Page(items=items, next_cursor=None, cost=cost, total=total if not band and offset == 0 else None,
-                    warnings=warnings)
+                    warnings=warnings, quota_used=calls)
         following = _next_offset(body, offset, limit)
         too_big = (offset == 0 and total >= SPLIT_AT) or (following is not None and following >= RESULT_CAP)
         parts = self._split(band) if too_big else None
@@ -319,7 +323,7 @@ class EbaySource(BaseSource):
     def probe(self, category) -> int:
         """A limit=1 search: the category's item count as eBay reports it (not capped: a
         category above the cap is partitioned)."""
-        body = self._search(category, band={}, offset=0, limit=1)
+        body, _ = self._search(category, band={}, offset=0, limit=1)
         try:
             return max(0, int(body.get("total") or 0))
         except (ValueError, TypeError):

@@ -395,8 +395,11 @@ class Seller(models.Model):
         ]
         indexes = [
             models.Index(fields=["feedback_score"], name="seller_feedback_idx"),
-            models.Index(fields=["platform", "account_type"], name="seller_account_type_idx"),
-            models.Index(fields=["platform", "country"], name="seller_country_idx"),
+            # Led by the filtered column, never by platform: an index led by platform would be
+            # picked for the checkpoint's seller lookup (platform = … AND external_id = ANY …)
+            # and scan every seller of the platform on every page (bench/ caught it).
+            models.Index(fields=["account_type", "platform"], name="seller_account_type_idx2"),
+            models.Index(fields=["country", "platform"], name="seller_country_idx2"),
         ]
 
     def __str__(self):

@@ -38,6 +38,19 @@ def _close_connection_pools(django_db_setup):
             conn.close_pool()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _plain_static_files():
+    """Serve static files under their own names in tests, even after `make run` or `make demo`
+    ran collectstatic (which switches the settings to hashed names the live server's static
+    handler, reading the apps' files, does not know)."""
+    from django.test import override_settings
+
+    storages = {**settings.STORAGES,
+                "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+    with override_settings(STORAGES=storages):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -18,17 +18,15 @@ import logging
 import os
 import random
 import socket
-import threading
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 
 from django.conf import settings as django_settings
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import close_old_connections, transaction
 from django.db.models import Count, Q, Subquery
 from django.tasks import default_task_backend, task
 from django.utils import timezone
@@ -56,6 +54,7 @@ from collection.sources import (
 from .budget import budget_reserve, budget_settle
 from .checkpoint import PageCheckpoint, unit_checkpoint
 from .errors import BudgetExceeded, InvalidTransition, LeaseLost
+from .heartbeat import heartbeat
 from .lifecycle import event_write, run_complete, run_fail, run_pause
 from .quota import quota_exhaust, quota_reserve, quota_settle_unit
 from .source_state import source_for
@@ -98,60 +97,6 @@ class Charge:
 
 UNKNOWN_CHARGE = Charge(None)
 NO_CHARGE = Charge(Decimal(0))
-
-
-class LeaseHeartbeat:
-    """Keeps the lease of a page in flight alive, so a page slower than the lease is not taken
-    over by recovery and fetched (and paid for) again. One daemon thread per worker process
-    renews, a few times a lease, the lease of every unit whose page has been in flight for a
-    third of it; a page costs two dict operations, not a thread. A page in flight for more
-    than MAX_LEASES leases (a server trickling bytes forever) is let go: its lease expires and
-    recovery takes the unit over."""
-
-    TICK_SECONDS = 0.25
-    MAX_LEASES = 10
-
-    def __init__(self):
-        # unit -> (owner, lease seconds, last renewed, started)
-        self._inflight: dict[int, tuple[str, int, float, float]] = {}
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    @contextmanager
-    def page(self, *, unit_id: int, owner: str, lease_seconds: int):
-        with self._lock:
-            self._inflight[unit_id] = (owner, lease_seconds, time.monotonic(), time.monotonic())
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._beat, name="collection-lease-heartbeat", daemon=True)
-                self._thread.start()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._inflight.pop(unit_id, None)
-
-    def _beat(self) -> None:
-        while True:
-            time.sleep(self.TICK_SECONDS)
-            now = time.monotonic()
-            with self._lock:
-                due = [(unit, owner, lease, started) for unit, (owner, lease, renewed, started) in self._inflight.items()
-                       if now - renewed >= lease / 3 and now - started < lease * self.MAX_LEASES]
-                for unit, owner, lease, started in due:
-                    self._inflight[unit] = (owner, lease, now, started)
-            if not due:
-                continue
-            try:
-                for unit, owner, lease, _ in due:
-                    RunUnit.objects.filter(pk=unit, lease_owner=owner).update(
-                        lease_expires_at=timezone.now() + timedelta(seconds=lease))
-            except DatabaseError as error:
-                logger.warning("lease heartbeat: %s", error)
-            finally:
-                connection.close()  # this thread's connection: back to the pool between beats
-
-
-heartbeat = LeaseHeartbeat()
 
 
 @task()

@@ -106,13 +106,15 @@ def floor_worker(category_id: int, external_id: str, unit_id: int, run_id: int, 
         for page in range(pages):
             time.sleep(latency_ms / 1000)  # the page's fetch, as the demo source waits
             items = [demo_item(external_id, i) for i in range(page * page_size, (page + 1) * page_size)]
-            sellers, products = page_params(platform="demo", items=items, run_id=run_id, category_id=category_id,
+            sellers, products, offers = page_params(platform="demo", items=items, run_id=run_id, category_id=category_id,
                                             now=timezone.now())
             with conn.transaction(), conn.pipeline():
                 if with_sellers:
                     cursor.execute(sql["sellers_insert"], sellers)
                     cursor.execute(sql["sellers_refresh"], sellers)
                 cursor.execute(sql["products_upsert"], products)
+                if with_sellers:
+                    cursor.execute(sql["offers_upsert"], offers)
                 cursor.execute(
                     "UPDATE collection_rununit SET cursor = %s, pages_done = pages_done + 1, "
                     "items_done = items_done + %s WHERE id = %s",

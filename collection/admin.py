@@ -12,11 +12,12 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from collection.charts import spend_chart_svg
-from collection.exports import PRODUCT_FIELDS, SELLER_FIELDS, csv_response
+from collection.exports import OFFER_FIELDS, PRODUCT_FIELDS, SELLER_FIELDS, csv_response
 from collection.models import (
     Category,
     CollectionRun,
     CollectionSettings,
+    Offer,
     Product,
     RunEvent,
     RunStatus,
@@ -98,10 +99,15 @@ class CollectionRunAdmin(admin.ModelAdmin):
                        "units_total", "units_done", "units_failed", "pages_done", "pages_estimated", "items_done",
                        "sellers_new", "error", "created_by", "created_at", "started_at", "paused_at", "finished_at",
                        "quota_resets_at", "estimate")
-    fields = ("budget_cap", "spend_chart", *readonly_fields)
+    fields = ("budget_cap", "spend_chart", "pacing", *readonly_fields)
 
     def get_readonly_fields(self, request, obj=None):
-        return ("spend_chart", *self.readonly_fields)
+        return ("spend_chart", "pacing", *self.readonly_fields)
+
+    @admin.display(description="token pacing")
+    def pacing(self, run):
+        """For a token-bucket source (Keepa): the tokens the run needs and how long they take."""
+        return (run.estimate or {}).get("pacing") or "—"
 
     @admin.display(description="spend over time")
     def spend_chart(self, run):
@@ -288,10 +294,61 @@ class SellerAdmin(CsvExportMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.opts.fields]  # data comes from sources
 
-    @admin.display(description="products")
+    @admin.display(description="offers")
     def products_link(self, seller):
-        url = reverse("admin:collection_product_changelist") + f"?seller__id__exact={seller.pk}"
-        return format_html('<a href="{}">products</a>', url)
+        url = reverse("admin:collection_offer_changelist") + f"?seller__id__exact={seller.pk}"
+        return format_html('<a href="{}">offers</a>', url)
+
+
+class OfferInline(admin.TabularInline):
+    """A product's offers (an ASIN has tens; an eBay listing one): read-only, from sources."""
+
+    model = Offer
+    fields = ("seller_link", "condition", "price", "currency", "fulfilled_by_platform", "last_seen_at", "last_seen_run")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("seller")
+
+    @admin.display(description="seller")
+    def seller_link(self, offer):
+        url = reverse("admin:collection_seller_change", args=[offer.seller_id])
+        return format_html('<a href="{}">{}</a>', url, offer.seller)
+
+
+@admin.register(Offer)
+class OfferAdmin(CsvExportMixin, admin.ModelAdmin):
+    list_display = ("product_link", "seller_link", "condition", "price", "currency", "fulfilled_by_platform",
+                    "last_seen_at")
+    list_filter = ("product__platform", "condition", "fulfilled_by_platform", "last_seen_at")
+    search_fields = ("=product__external_id", "=seller__external_id")
+    list_select_related = ("product", "seller")
+    show_full_result_count = False
+    actions = ("export_csv",)
+    raw_id_fields = ("product", "seller", "last_seen_run")
+    export_fields = OFFER_FIELDS
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.opts.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="product", ordering="product__external_id")
+    def product_link(self, offer):
+        url = reverse("admin:collection_product_change", args=[offer.product_id])
+        return format_html('<a href="{}">{}</a>', url, offer.product.external_id)
+
+    @admin.display(description="seller", ordering="seller__external_id")
+    def seller_link(self, offer):
+        url = reverse("admin:collection_seller_change", args=[offer.seller_id])
+        return format_html('<a href="{}">{}</a>', url, offer.seller)
 
 
 @admin.register(Product)
@@ -305,6 +362,7 @@ class ProductAdmin(CsvExportMixin, admin.ModelAdmin):
     actions = ("export_csv",)
     raw_id_fields = ("seller", "category", "first_seen_run")
     export_fields = PRODUCT_FIELDS
+    inlines = (OfferInline,)
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.opts.fields]

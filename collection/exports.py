@@ -13,6 +13,9 @@ SELLER_FIELDS = ("id", "platform", "external_id", "name", "feedback_score", "fee
 PRODUCT_FIELDS = ("id", "platform", "external_id", "legacy_id", "title", "price", "currency", "url", "condition",
                   "buying_options", "location_country", "source_category_ids", "seller__external_id",
                   "category__external_id", "first_seen_at", "last_seen_at", "first_seen_run_id")
+OFFER_FIELDS = ("id", "product__platform", "product__external_id", "product__title", "seller__external_id",
+                "seller__name", "condition", "price", "currency", "fulfilled_by_platform", "first_seen_at",
+                "last_seen_at", "last_seen_run_id")
 
 
 class _Echo:

@@ -436,6 +436,35 @@ class Product(models.Model):
         return self.title
 
 
+class Offer(models.Model):
+    """One seller's offer of one product, in one condition: an eBay listing is a product with
+    one offer; an Amazon ASIN has one per seller (and condition) selling it."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="offers", db_index=False)
+    seller = models.ForeignKey(Seller, on_delete=models.CASCADE, related_name="offers")
+    condition = models.CharField(max_length=64, blank=True)
+    price = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    fulfilled_by_platform = models.BooleanField(
+        null=True, blank=True, help_text="Shipped by the marketplace (Amazon's FBA); empty where the source does not say."
+    )
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    last_seen_run = models.ForeignKey(
+        CollectionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # Also the index of a product's offers (it leads with the product).
+            models.UniqueConstraint(fields=["product", "seller", "condition"], name="offer_unique_per_condition"),
+        ]
+
+    def __str__(self):
+        return f"{self.seller} · {self.product}"
+
+
 class SourceState(models.Model):
     """Small shared state of a source, for every worker process: e.g. eBay's application token
     (never a secret from the environment). Changed under a row lock."""

@@ -4,6 +4,7 @@ that looks like a credential."""
 
 from __future__ import annotations
 
+import logging
 import re
 
 MAX_UNTRUSTED = 500
@@ -30,3 +31,15 @@ def untrusted_text(text: object, *, limit: int = MAX_UNTRUSTED) -> str:
     if len(value) > limit:
         value = value[: limit - 1] + "…"
     return value
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that scrubs each record's message like untrusted_text (no length cut):
+    a library logging a URL with `?key=…` or a header does not write the credential."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        scrubbed = untrusted_text(message, limit=max(len(message), 1))
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        return True

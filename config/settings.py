@@ -6,6 +6,7 @@ and a throwaway secret key only when DEBUG is on (with DEBUG off a SECRET_KEY is
 """
 
 import sys
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import environ
@@ -250,6 +251,7 @@ SPECTACULAR_SETTINGS = {
 COLLECTION_SOURCES = {
     "demo": "collection.sources.demo.DemoSource",
     "ebay": "collection.sources.ebay.EbaySource",
+    "keepa": "collection.sources.keepa.KeepaSource",
     **env.dict("COLLECTION_EXTRA_SOURCES", default={}),
 }
 # A task advances one unit for at most this long before yielding its worker to other runs.
@@ -285,13 +287,39 @@ if not 1 <= EBAY_PAGE_SIZE <= 200:
 if not EBAY_BUYING_OPTIONS or set(EBAY_BUYING_OPTIONS) - {"FIXED_PRICE", "AUCTION", "BEST_OFFER", "CLASSIFIED_AD"}:
     raise ImproperlyConfigured("EBAY_BUYING_OPTIONS must list FIXED_PRICE, AUCTION, BEST_OFFER or CLASSIFIED_AD.")
 
+# Keepa API for Amazon (collection/sources/keepa.py). The key lives in the environment only.
+KEEPA_API_KEY = env.str("KEEPA_API_KEY", default="")
+KEEPA_API_URL = env.str("KEEPA_API_URL", default="https://api.keepa.com")
+KEEPA_DOMAIN = env.int("KEEPA_DOMAIN", default=1)  # 1 = amazon.com, 2 = .co.uk, 3 = .de, …
+KEEPA_TOKEN_PRICE = env.str("KEEPA_TOKEN_PRICE", default="0.001")  # money per token, in settings' currency
+KEEPA_OFFERS = env.int("KEEPA_OFFERS", default=20)  # offers requested per product (Keepa: 20-100)
+KEEPA_PAGE_SIZE = env.int("KEEPA_PAGE_SIZE", default=50)  # ASINs per page (Product Finder's perPage, 50+)
+KEEPA_SELLERS_PER_PAGE = env.int("KEEPA_SELLERS_PER_PAGE", default=100)  # seller lookups a page may make
+KEEPA_TIMEOUT_SECONDS = env.float("KEEPA_TIMEOUT_SECONDS", default=20.0)
+if not 20 <= KEEPA_OFFERS <= 100:
+    raise ImproperlyConfigured("KEEPA_OFFERS must be between 20 and 100 (Keepa's range for offers).")
+if not 50 <= KEEPA_PAGE_SIZE <= 1000:
+    raise ImproperlyConfigured("KEEPA_PAGE_SIZE must be between 50 (Keepa's smallest perPage) and 1000.")
+if not 0 <= KEEPA_SELLERS_PER_PAGE <= 1000:
+    raise ImproperlyConfigured("KEEPA_SELLERS_PER_PAGE must be between 0 and 1000.")
+if KEEPA_DOMAIN not in (1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12):
+    raise ImproperlyConfigured("KEEPA_DOMAIN must be a Keepa domain id: 1 (.com), 2 (.co.uk), 3 (.de), 4 (.fr), "
+                               "5 (.co.jp), 6 (.ca), 8 (.it), 9 (.es), 10 (.in), 11 (.com.mx), 12 (.com.br).")
+try:
+    if Decimal(KEEPA_TOKEN_PRICE) < 0:
+        raise InvalidOperation
+except InvalidOperation:
+    raise ImproperlyConfigured("KEEPA_TOKEN_PRICE must be a decimal amount of money per token, e.g. 0.001.") from None
+
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": "WARNING"},
+    # Every line is scrubbed of credentials (e.g. an HTTP client logging a URL with ?key=…).
+    "filters": {"redact": {"()": "collection.redact.RedactingFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
+    "root": {"handlers": ["console"], "level": env.str("ROOT_LOG_LEVEL", default="WARNING")},
     "loggers": {
         "collection": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO"), "propagate": False},

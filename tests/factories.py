@@ -32,3 +32,26 @@ def make_run(*, categories: int | list[Category] = 2, items: int | None = 40, st
         CollectionRun.objects.filter(pk=run.pk).update(status=status)
         run.status = status
     return run
+
+
+def seed_offers(run_id: int | None = None) -> list[str]:
+    """Three Amazon-like products whose offers come from four sellers (each selling several of
+    them; one in two conditions), stored through the checkpoint's upsert. Returns the ASINs."""
+    from decimal import Decimal
+
+    from collection.services.checkpoint import upsert_items
+    from collection.sources import OfferItem, ProductItem, SellerItem
+
+    category = make_categories(1)[0]
+    sellers = [SellerItem(external_id=f"A{i}SELLER", name=f"Shop {i}", feedback_score=10 * i) for i in range(4)]
+    items = [
+        ProductItem(external_id=f"B00{n}", title=f"Product {n}", seller=None, price=Decimal("10.00"), currency="USD",
+                    offers=tuple(OfferItem(seller=SellerItem(external_id=s.external_id), price=Decimal(10 + n + i),
+                                           currency="USD", condition="NEW", fulfilled_by_platform=i % 2 == 0)
+                                 for i, s in enumerate(sellers[n:])) + (
+                        (OfferItem(seller=SellerItem(external_id="A3SELLER"), price=Decimal("5.00"), currency="USD",
+                                   condition="USED_GOOD"),) if n == 0 else ()))
+        for n in range(3)
+    ]
+    upsert_items(platform="amazon", items=items, run_id=run_id, category_id=category.pk, sellers=sellers)
+    return [item.external_id for item in items]

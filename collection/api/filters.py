@@ -1,6 +1,6 @@
 import django_filters
 
-from collection.models import Category, CollectionRun, Product, Seller
+from collection.models import Category, CollectionRun, Offer, Product, Seller
 
 
 class RunFilter(django_filters.FilterSet):
@@ -31,13 +31,26 @@ class SellerFilter(django_filters.FilterSet):
         fields = ["platform", "account_type", "country"]
 
     def in_category(self, queryset, name, value):
-        return queryset.filter(pk__in=Product.objects.filter(category_id=value).values("seller_id"))
+        return queryset.filter(pk__in=Offer.objects.filter(product__category_id=value).values("seller_id"))
+
+
+class OfferFilter(django_filters.FilterSet):
+    product = django_filters.NumberFilter(field_name="product_id", min_value=1)
+    seller = django_filters.NumberFilter(field_name="seller_id", min_value=1)
+    platform = django_filters.CharFilter(field_name="product__platform")
+    last_seen_run = django_filters.NumberFilter(field_name="last_seen_run_id", min_value=1)
+    price_min = django_filters.NumberFilter(field_name="price", lookup_expr="gte")
+    price_max = django_filters.NumberFilter(field_name="price", lookup_expr="lte")
+
+    class Meta:
+        model = Offer
+        fields = ["condition", "fulfilled_by_platform"]
 
 
 class ProductFilter(django_filters.FilterSet):
     first_seen_run = django_filters.NumberFilter(field_name="first_seen_run_id", min_value=1)
     category = django_filters.NumberFilter(field_name="category_id", min_value=1)
-    seller = django_filters.NumberFilter(field_name="seller_id", min_value=1)
+    seller = django_filters.NumberFilter(method="sold_by", min_value=1, help_text="Products this seller offers.")
     feedback_score_min = django_filters.NumberFilter(field_name="seller__feedback_score", lookup_expr="gte")
     feedback_score_max = django_filters.NumberFilter(field_name="seller__feedback_score", lookup_expr="lte")
     price_min = django_filters.NumberFilter(field_name="price", lookup_expr="gte")
@@ -47,3 +60,6 @@ class ProductFilter(django_filters.FilterSet):
     class Meta:
         model = Product
         fields = ["platform", "condition", "location_country"]
+
+    def sold_by(self, queryset, name, value):
+        return queryset.filter(pk__in=Offer.objects.filter(seller_id=value).values("product_id"))

@@ -2,7 +2,16 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from collection.models import Category, CollectionRun, CollectionSettings, Product, RunEvent, RunUnit, Seller
+from collection.models import (
+    Category,
+    CollectionRun,
+    CollectionSettings,
+    Offer,
+    Product,
+    RunEvent,
+    RunUnit,
+    Seller,
+)
 from collection.money import MAX_MONEY, MONEY
 from collection.services.validation import MAX_CATEGORIES
 
@@ -31,6 +40,9 @@ class SourceSerializer(serializers.Serializer):
     key = serializers.CharField()
     label = serializers.CharField()
     platform = serializers.CharField()
+    configured = serializers.BooleanField()
+    configuration_error = serializers.CharField(allow_blank=True)
+    quota_kind = serializers.ChoiceField(choices=["none", "daily_calls", "token_bucket"])
     page_size = serializers.IntegerField()
     pricing = PricingSerializer()
 
@@ -64,6 +76,7 @@ class CategoryEstimateSerializer(serializers.Serializer):
     parent_name = serializers.CharField(allow_blank=True)
     partitions = serializers.IntegerField(help_text="Searches the category is split into past the source's result cap.")
     partition_probes = serializers.IntegerField(help_text="Calls (included in pages) that only find the partitions.")
+    tokens = serializers.IntegerField(help_text="A token-bucket source's tokens for the category.")
 
 
 class EstimateSerializer(serializers.Serializer):
@@ -80,6 +93,11 @@ class EstimateSerializer(serializers.Serializer):
     requested_cap = serializers.DecimalField(**MONEY, allow_null=True)
     month_remaining = serializers.DecimalField(**MONEY)
     probe_calls = serializers.IntegerField()
+    tokens = serializers.IntegerField(help_text="A token-bucket source's tokens for the run (0 for other sources).")
+    refill_rate = serializers.IntegerField(allow_null=True, help_text="The key's tokens a minute, when known.")
+    duration_seconds = serializers.IntegerField(allow_null=True,
+                                                help_text="How long the run takes at the refill rate, when known.")
+    pacing = serializers.CharField(allow_blank=True, help_text="Tokens and duration in a sentence (token buckets).")
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -142,6 +160,17 @@ class SellerSerializer(serializers.ModelSerializer):
         fields = ["id", "platform", "external_id", "name", "feedback_score", "feedback_percent", "account_type",
                   "country", "times_seen",
                   "first_seen_at", "last_seen_at", "first_seen_run", "last_seen_run"]
+
+
+class OfferSerializer(serializers.ModelSerializer):
+    product_external_id = serializers.CharField(source="product.external_id", read_only=True)
+    seller_external_id = serializers.CharField(source="seller.external_id", read_only=True)
+    seller_name = serializers.CharField(source="seller.name", read_only=True)
+
+    class Meta:
+        model = Offer
+        fields = ["id", "product", "product_external_id", "seller", "seller_external_id", "seller_name", "condition",
+                  "price", "currency", "fulfilled_by_platform", "first_seen_at", "last_seen_at", "last_seen_run"]
 
 
 class ProductSerializer(serializers.ModelSerializer):

@@ -8,6 +8,7 @@ router.register("categories", views.CategoryViewSet, basename="category")
 router.register("runs", views.RunViewSet, basename="run")
 router.register("sellers", views.SellerViewSet, basename="seller")
 router.register("products", views.ProductViewSet, basename="product")
+router.register("offers", views.OfferViewSet, basename="offer")
 
 urlpatterns = [
     path("settings/", views.SettingsView.as_view(), name="settings"),

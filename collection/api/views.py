@@ -15,8 +15,8 @@ from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRen
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from collection.exports import PRODUCT_FIELDS, SELLER_FIELDS, csv_response
-from collection.models import Category, CollectionSettings, Product, RunEvent, RunUnit, Seller
+from collection.exports import OFFER_FIELDS, PRODUCT_FIELDS, SELLER_FIELDS, csv_response
+from collection.models import Category, CollectionSettings, Offer, Product, RunEvent, RunUnit, Seller
 from collection.selectors import runs_with_categories
 from collection.services import runs
 from collection.services.estimate import estimate
@@ -24,7 +24,7 @@ from collection.services.settings import settings_update
 from collection.sources import get_source, source_keys
 
 from . import serializers as s
-from .filters import CategoryFilter, ProductFilter, RunFilter, SellerFilter
+from .filters import CategoryFilter, OfferFilter, ProductFilter, RunFilter, SellerFilter
 from .idempotency import replay_or_run
 
 ERRORS = {
@@ -204,6 +204,17 @@ class SellerViewSet(DiscoveredViewSet):
     filterset_class = SellerFilter
     search_fields = ["=external_id", "name"]
     csv_fields = SELLER_FIELDS
+
+
+class OfferViewSet(DiscoveredViewSet):
+    """Who sells what: one row per product × seller × condition (`?product=`, `?seller=`)."""
+
+    queryset = Offer.objects.select_related("product", "seller")
+    serializer_class = s.OfferSerializer
+    filterset_class = OfferFilter
+    search_fields = ["=product__external_id", "=seller__external_id"]
+    ordering_fields = ["id", "first_seen_at", "last_seen_at", "price"]
+    csv_fields = OFFER_FIELDS
 
 
 class ProductViewSet(DiscoveredViewSet):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.utils import timezone
 
 from collection.models import Category
 
@@ -30,6 +31,7 @@ class CategoryRow:
     parent: str  # the parent's external id ("" for a top-level category)
     level: int | None
     is_leaf: bool
+    item_count: int | None = None  # what the provider estimates the category holds (Keepa's productCount)
 
 
 def _walk_tree(node: dict, parent: str, level: int, out: list) -> None:
@@ -50,11 +52,33 @@ def _walk_tree(node: dict, parent: str, level: int, out: list) -> None:
         _walk_tree(child, str(cid), depth + 1, out)
 
 
+def _keepa_rows(objects) -> list[CategoryRow]:
+    """Keepa category objects (a /category or /search answer's `categories`, or a list of them):
+    `catId`, `name`, `parent` (0: a root category), `children` (null or [] for a leaf) and
+    `productCount` (an estimate) — keepacom/api_backend structs/Category.java."""
+    rows = []
+    for number, entry in enumerate(objects, start=1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("catId"), int) or not entry.get("name"):
+            raise CategoryFileError(f"Keepa category {number} needs a numeric catId and a name")
+        children, parent, count = entry.get("children"), entry.get("parent"), entry.get("productCount")
+        if children is not None and not isinstance(children, list):
+            raise CategoryFileError(f"category {entry['catId']}: children must be a list")
+        rows.append(CategoryRow(
+            str(entry["catId"]), str(entry["name"]), str(parent) if isinstance(parent, int) and parent > 0 else "",
+            None, not children, count if isinstance(count, int) and count >= 0 else None,
+        ))
+    return rows
+
+
 def parse_categories(data) -> list[CategoryRow]:
-    """The categories of a tree or a flat list of {id, name, parent?}; the tree's root (level
-    0) is left out and its children are top-level (level 1)."""
+    """The categories of an eBay tree, Keepa category objects or a flat list of {id, name,
+    parent?}; the eBay tree's root (level 0) is left out and its children are top-level."""
     rows: list[CategoryRow] = []
-    if isinstance(data, dict) and ("rootCategoryNode" in data or "categoryTreeNodes" in data):
+    if isinstance(data, dict) and isinstance(data.get("categories"), dict):
+        rows = _keepa_rows(list(data["categories"].values()))
+    elif isinstance(data, list) and data and isinstance(data[0], dict) and "catId" in data[0]:
+        rows = _keepa_rows(data)
+    elif isinstance(data, dict) and ("rootCategoryNode" in data or "categoryTreeNodes" in data):
         roots = [data["rootCategoryNode"]] if "rootCategoryNode" in data else data["categoryTreeNodes"]
         if not isinstance(roots, list):
             raise CategoryFileError("categoryTreeNodes must be a list")
@@ -73,7 +97,8 @@ def parse_categories(data) -> list[CategoryRow]:
         parents = {row.parent for row in rows}
         rows = [CategoryRow(r.external_id, r.name, r.parent, r.level, r.external_id not in parents) for r in rows]
     else:
-        raise CategoryFileError("expected an eBay category tree (rootCategoryNode) or a list of {id, name}")
+        raise CategoryFileError("expected an eBay category tree (rootCategoryNode), Keepa category objects "
+                                "({\"categories\": {…}} or a list with catId) or a list of {id, name}")
     for row in rows:
         if len(row.external_id) > 128 or len(row.name) > 255:
             raise CategoryFileError(f"category {row.external_id[:40]!r}: id or name too long")
@@ -84,11 +109,14 @@ def categories_load(*, platform: str, data) -> tuple[int, int]:
     """Create or update the file's categories; a file of the wrong shape writes nothing."""
     rows = parse_categories(data)
     created = updated = 0
+    now = timezone.now()
     with transaction.atomic():
         for row in rows:
+            defaults = {"name": row.name, "parent_external_id": row.parent, "level": row.level, "is_leaf": row.is_leaf}
+            if row.item_count is not None:
+                defaults.update(known_item_count=row.item_count, item_count_measured_at=now)
             _, was_created = Category.objects.update_or_create(
-                platform=platform, external_id=row.external_id,
-                defaults={"name": row.name, "parent_external_id": row.parent, "level": row.level, "is_leaf": row.is_leaf},
+                platform=platform, external_id=row.external_id, defaults=defaults,
             )
             created += was_created
             updated += not was_created

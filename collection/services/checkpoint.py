@@ -17,13 +17,14 @@ from collection.models import (
     Category,
     CollectionRun,
     EventKind,
+    Offer,
     Product,
     RunUnit,
     Seller,
     UnitStatus,
 )
 from collection.redact import untrusted_text
-from collection.sources import Page, ProductItem
+from collection.sources import Page, ProductItem, SellerItem
 
 from .budget import budget_capture_and_reserve
 from .lifecycle import event_write
@@ -80,6 +81,7 @@ def _page_table(columns: dict[str, str], vendor: str) -> str:
 SELLER_ROW = {"e": "varchar", "n": "varchar", "fs": "integer", "fp": "numeric", "at": "varchar", "co": "varchar"}
 PRODUCT_ROW = {"e": "varchar", "t": "varchar", "p": "numeric", "c": "varchar", "u": "varchar", "s": "varchar",
                "cd": "varchar", "bo": "varchar", "lc": "varchar", "li": "varchar", "ci": "varchar"}
+OFFER_ROW = {"e": "varchar", "s": "varchar", "cd": "varchar", "p": "numeric", "c": "varchar", "f": "boolean"}
 # product column <- page row key, for the columns refreshed on every sighting
 PRODUCT_COLUMNS = {"title": "t", "price": "p", "currency": "c", "url": "u", "condition": "cd", "buying_options": "bo",
                    "location_country": "lc", "legacy_id": "li", "source_category_ids": "ci"}
@@ -89,13 +91,19 @@ PRODUCT_COLUMNS = {"title": "t", "price": "p", "currency": "c", "url": "u", "con
 def page_sql(vendor: str) -> dict[str, str]:
     """The statements that store a page's items (see upsert_items), for one database vendor.
     Only constant identifiers are interpolated; every value is a bound parameter."""
-    seller, product = (connection.ops.quote_name(m._meta.db_table) for m in (Seller, Product))
+    seller, product, offer = (connection.ops.quote_name(m._meta.db_table) for m in (Seller, Product, Offer))
     platform, run, now = (_param("platform", "varchar", vendor), _param("run", "bigint", vendor),
                           _param("now", "timestamptz", vendor))
     category = _param("category", "bigint", vendor)
     sellers = _page_table(SELLER_ROW, vendor)
-    refresh = ("times_seen = times_seen + 1, last_seen_at = %(now)s, last_seen_run_id = %(run)s, "
-               "name = p.n, feedback_score = p.fs, feedback_percent = p.fp, account_type = p.at, country = p.co")
+    # A sighting refreshes a seller once per run; and again when it brings the details of a
+    # seller first stored by id only (an offer seen before its /seller lookup). Details it
+    # lacks (empty, null) keep the stored ones.
+    refresh = (f"times_seen = times_seen + CASE WHEN last_seen_run_id IS NULL OR last_seen_run_id <> {run} "
+               f"THEN 1 ELSE 0 END, last_seen_at = {now}, last_seen_run_id = {run}, "
+               "name = COALESCE(NULLIF(p.n, ''), name), feedback_score = COALESCE(p.fs, feedback_score), "
+               "feedback_percent = COALESCE(p.fp, feedback_percent), "
+               "account_type = COALESCE(NULLIF(p.at, ''), account_type), country = COALESCE(NULLIF(p.co, ''), country)")
     if vendor == "postgresql":
         # Found through the unique index (ANY(ARRAY(…)): the planner cannot pick a scan of all
         # sellers), and locked in id order, so concurrent pages cannot deadlock.
@@ -103,13 +111,15 @@ def page_sql(vendor: str) -> dict[str, str]:
             f"WITH p AS (SELECT * FROM {sellers}), "  # noqa: S608
             f"stale AS (SELECT s.id, p.n, p.fs, p.fp, p.at, p.co FROM {seller} s JOIN p ON s.external_id = p.e "
             f"WHERE s.platform = {platform} AND s.external_id = ANY(ARRAY(SELECT e FROM p)) "
-            f"AND s.last_seen_run_id IS DISTINCT FROM {run} ORDER BY s.id FOR UPDATE OF s) "
+            f"AND (s.last_seen_run_id IS DISTINCT FROM {run} OR (s.name = '' AND p.n <> '')) "
+            f"ORDER BY s.id FOR UPDATE OF s) "
             f"UPDATE {seller} SET {refresh} FROM stale p WHERE {seller}.id = p.id"
         )
     else:  # SQLite: one writer at a time
         refresh_sql = (
             f"UPDATE {seller} SET {refresh} FROM {sellers} WHERE {seller}.platform = {platform} "  # noqa: S608
-            f"AND {seller}.external_id = p.e AND {seller}.last_seen_run_id IS NOT {run}"
+            f"AND {seller}.external_id = p.e AND ({seller}.last_seen_run_id IS NOT {run} "
+            f"OR ({seller}.name = '' AND p.n <> ''))"
         )
     product_updates = ", ".join(
         f"{name} = excluded.{name}"
@@ -134,6 +144,18 @@ def page_sql(vendor: str) -> dict[str, str]:
             f"{category}, {now}, {now}, {run} FROM {_page_table(PRODUCT_ROW, vendor)} WHERE true ORDER BY p.e "
             f"ON CONFLICT (platform, external_id) DO UPDATE SET {product_updates}"
         ),
+        # After the products and sellers (same transaction): both are found by their unique keys.
+        "offers_upsert": (
+            f"INSERT INTO {offer} (product_id, seller_id, condition, price, currency, fulfilled_by_platform, "  # noqa: S608
+            f"first_seen_at, last_seen_at, last_seen_run_id) "
+            f"SELECT (SELECT x.id FROM {product} x WHERE x.platform = {platform} AND x.external_id = p.e), "
+            f"(SELECT s.id FROM {seller} s WHERE s.platform = {platform} AND s.external_id = p.s), "
+            f"p.cd, p.p, p.c, p.f, {now}, {now}, {run} FROM {_page_table(OFFER_ROW, vendor)} "
+            f"WHERE true ORDER BY p.e, p.s, p.cd ON CONFLICT (product_id, seller_id, condition) DO UPDATE SET "
+            f"price = excluded.price, currency = excluded.currency, "
+            f"fulfilled_by_platform = excluded.fulfilled_by_platform, last_seen_at = excluded.last_seen_at, "
+            f"last_seen_run_id = excluded.last_seen_run_id"
+        ),
     }
 
 
@@ -141,17 +163,31 @@ def _decimal(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
+def _merged_sellers(items: list[ProductItem], details: list[SellerItem]) -> dict[str, SellerItem]:
+    """Every seller the page names (the items', their offers', the looked-up ones), once: a
+    version with a name wins over one that only carries the id."""
+    sellers: dict[str, SellerItem] = {}
+    named = [item.seller for item in items if item.seller]
+    named += [offer.seller for item in items for offer in item.offers]
+    for seller in (*named, *details):
+        known = sellers.get(seller.external_id)
+        if known is None or seller.name or not known.name:
+            sellers[seller.external_id] = seller
+    return sellers
+
+
 def page_params(*, platform: str, items: list[ProductItem], run_id: int | None, category_id: int | None,
-                now) -> tuple[dict, dict]:
-    """The parameters of page_sql's statements: (sellers', products'). A page that lists an
-    item or a seller twice stores its last version."""
-    sellers = {item.seller.external_id: item.seller for item in items if item.seller}
+                now, sellers: list[SellerItem] = ()) -> tuple[dict, dict, dict]:
+    """The parameters of page_sql's statements: (sellers', products', offers'). A page that
+    lists an item, a seller or an offer twice stores its last version."""
     products = {item.external_id: item for item in items}
+    offers = {(key, offer.seller.external_id, offer.condition[:64]): offer
+              for key, item in products.items() for offer in item.all_offers()}
     common = {"platform": platform, "run": run_id, "now": now}
     seller_rows = [
         {"e": key, "n": s.name[:255], "fs": s.feedback_score, "fp": _decimal(s.feedback_percent),
          "at": s.account_type[:16], "co": s.country[:2]}
-        for key, s in sellers.items()
+        for key, s in _merged_sellers(items, list(sellers)).items()
     ]
     product_rows = [
         {"e": key, "t": item.title[:500], "p": _decimal(item.price), "c": item.currency, "u": item.url[:1000],
@@ -160,15 +196,21 @@ def page_params(*, platform: str, items: list[ProductItem], run_id: int | None, 
          "ci": ",".join(item.category_ids)[:255]}
         for key, item in products.items()
     ]
+    offer_rows = [
+        {"e": product, "s": seller, "cd": condition, "p": _decimal(offer.price), "c": offer.currency[:3],
+         "f": offer.fulfilled_by_platform}
+        for (product, seller, condition), offer in offers.items()
+    ]
     return ({**common, "rows": json.dumps(seller_rows)},
-            {**common, "category": category_id, "rows": json.dumps(product_rows)})
+            {**common, "category": category_id, "rows": json.dumps(product_rows)},
+            {**common, "rows": json.dumps(offer_rows)})
 
 
 def upsert_items(*, platform: str, items: list[ProductItem], run_id: int | None,
-                 category_id: int | None) -> int:
-    """Store the page's sellers and insert or refresh its products (ON CONFLICT on the unique
-    platform + external id), in three statements whatever the page's size. Returns how many
-    sellers were new.
+                 category_id: int | None, sellers: list[SellerItem] = ()) -> int:
+    """Store the page's sellers, insert or refresh its products (ON CONFLICT on the unique
+    platform + external id) and their offers, in four statements whatever the page's size.
+    Returns how many sellers were new.
 
     Sellers are shared by every page of every run, and a few big ones appear on almost every
     page: writing them on each page would serialize all workers on their row locks. So new
@@ -177,19 +219,23 @@ def upsert_items(*, platform: str, items: list[ProductItem], run_id: int | None,
     (and does not lock) rows this run already refreshed. Rows are written in key order, so
     concurrent pages lock shared rows in the same order (no deadlocks)."""
     with connection.cursor() as inserted, connection.cursor() as cursor:
-        _items_execute(inserted, cursor, platform=platform, items=items, run_id=run_id, category_id=category_id)
+        _items_execute(inserted, cursor, platform=platform, items=items, run_id=run_id, category_id=category_id,
+                       sellers=sellers)
         return len(inserted.fetchall())
 
 
 def _items_execute(inserted, cursor, *, platform: str, items: list[ProductItem], run_id: int | None,
-                   category_id: int | None) -> None:
+                   category_id: int | None, sellers: list[SellerItem] = ()) -> None:
     """Execute upsert_items' statements; `inserted` gets one row per new seller."""
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     sql = page_sql(connection.vendor)
-    sellers, products = page_params(platform=platform, items=items, run_id=run_id, category_id=category_id, now=now)
-    inserted.execute(sql["sellers_insert"], sellers)
-    cursor.execute(sql["sellers_refresh"], sellers)
+    seller_params, products, offers = page_params(platform=platform, items=items, run_id=run_id,
+                                                  category_id=category_id, now=now, sellers=sellers)
+    inserted.execute(sql["sellers_insert"], seller_params)
+    cursor.execute(sql["sellers_refresh"], seller_params)
     cursor.execute(sql["products_upsert"], products)
+    if offers["rows"] != "[]":  # a page without sellers (e.g. only products) has none
+        cursor.execute(sql["offers_upsert"], offers)
 
 
 @contextmanager
@@ -246,7 +292,7 @@ def unit_checkpoint(record: PageCheckpoint) -> CheckpointResult | None:
                 # row; the items are sent with it and undone (rollback) if it matched nothing.
                 unit_cursor.execute(_unit_sql(), unit_params)
                 _items_execute(inserted, cursor, platform=record.platform, items=page.items, run_id=run_id,
-                               category_id=record.category_id)
+                               category_id=record.category_id, sellers=page.sellers)
             if not unit_cursor.rowcount:
                 transaction.set_rollback(True)
                 return None

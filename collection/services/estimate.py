@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 
@@ -19,6 +20,16 @@ from .source_state import source_for
 from .validation import parse_id_list, parse_money
 
 
+def duration_text(seconds: int) -> str:
+    """"about 3.5 days", "about 5 hours", "about 12 minutes", "under a minute"."""
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds >= size:
+            value = round(seconds / size, 1)
+            text = f"{value:g}"
+            return f"about {text} {unit}{'' if text == '1' else 's'}"
+    return "under a minute"
+
+
 @dataclass
 class CategoryEstimate:
     id: int
@@ -34,6 +45,7 @@ class CategoryEstimate:
     parent_name: str = ""
     partitions: int = 1  # searches the category is split into (above the provider's result cap)
     partition_probes: int = 0  # calls that only find the partitions (included in pages)
+    tokens: int = 0  # a token-bucket source's tokens for the category
 
 
 @dataclass
@@ -51,6 +63,12 @@ class Estimate:
     requested_cap: Decimal | None = None
     month_remaining: Decimal = Decimal("0")
     probe_calls: int = 0
+    # A token-bucket source (Keepa): the tokens the run needs, the key's refill rate (tokens a
+    # minute, as the provider last reported it) and how long the run takes at that rate.
+    tokens: int = 0
+    refill_rate: int | None = None
+    duration_seconds: int | None = None
+    pacing: str = ""  # the above in a sentence, for operators
     category_ids: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -127,6 +145,9 @@ def estimate(*, source: str, category_ids, budget_cap=None, probe: bool = True) 
         errors["source"] = [str(error)]
     if errors:
         raise InvalidInput(errors)
+    missing = src.missing_configuration()
+    if missing:
+        raise InvalidInput({"source": [missing]})
     leaves = leaves_of(resolve_categories(src, ids))
     categories = [leaf for leaf, _ in leaves]
     parents = {leaf.pk: parent for leaf, parent in leaves}
@@ -151,7 +172,7 @@ def estimate(*, source: str, category_ids, budget_cap=None, probe: bool = True) 
             probed=category.pk in probed, probe_error=probe_errors.get(category.pk, ""),
             parent=parents[category.pk].pk if parents[category.pk] else None,
             parent_name=parents[category.pk].name if parents[category.pk] else "",
-            partitions=plan.partitions, partition_probes=plan.probe_calls,
+            partitions=plan.partitions, partition_probes=plan.probe_calls, tokens=plan.tokens,
         ))
     total = sum((r.cost for r in rows), Decimal("0"))
 
@@ -171,7 +192,16 @@ def estimate(*, source: str, category_ids, budget_cap=None, probe: bool = True) 
             "month": "what is left of this month's budget",
         }[cap_reason]
         reason = f"The estimate {total} {settings.currency} exceeds {what} ({cap} {settings.currency})."
+    tokens = sum(r.tokens for r in rows)
+    rate = src.refill_rate() if src.quota_kind == QuotaKind.TOKEN_BUCKET else None
+    duration = math.ceil(tokens * 60 / rate) if rate else None
+    pacing = ""
+    if src.quota_kind == QuotaKind.TOKEN_BUCKET:
+        pacing = f"Needs about {tokens:,} tokens: " + (
+            f"{duration_text(duration)} at the key's {rate:,} tokens a minute." if rate
+            else "the key's refill rate is not known yet, so how long it takes is not either.")
     return Estimate(
+        tokens=tokens, refill_rate=rate, duration_seconds=duration, pacing=pacing,
         source=src.key, currency=settings.currency, categories=rows,
         items=sum(r.items for r in rows), pages=sum(r.pages for r in rows), total_cost=total,
         cap=cap, cap_reason=cap_reason, within_budget=within, reason=reason,

@@ -67,8 +67,19 @@ def run_create(*, source, category_ids, budget_cap=None, actor=None, probe: bool
     return run
 
 
+def _source_configured(source_key: str) -> None:
+    """A run of a source that cannot run now (e.g. its API key was removed) is not started."""
+    try:
+        missing = source_for(source_key).missing_configuration()
+    except UnknownSource as error:
+        missing = str(error)
+    if missing:
+        raise InvalidInput({"source": [missing]})
+
+
 def run_start(*, run_id: int, actor=None) -> CollectionRun:
     with transaction.atomic():
+        _source_configured(run_lock(run_id).source)
         run = transition(run_id, action="start", actor=actor)
         _after_commit_dispatch(run.pk)
     return run
@@ -79,6 +90,7 @@ def run_resume(*, run_id: int, actor=None) -> CollectionRun:
     for its source's call quota resumes only once the provider's day has turned over."""
     with transaction.atomic():
         locked = run_lock(run_id)
+        _source_configured(locked.source)
         resets_at = locked.quota_resets_at
         if locked.pause_reason == PauseReason.QUOTA and resets_at and resets_at > timezone.now():
             try:

@@ -9,6 +9,7 @@ from .base import (  # noqa: F401  (the public interface of sources)
     BaseSource,
     CategoryPlan,
     FatalSourceError,
+    OfferItem,
     Page,
     PermanentSourceError,
     Pricing,

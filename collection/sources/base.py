@@ -42,7 +42,24 @@ class SellerItem:
 
 
 @dataclass(frozen=True)
+class OfferItem:
+    """One seller's offer of a product. `seller` may carry only the id: its details come on
+    this page's `Page.sellers` or a later page's (a sighting without details keeps the stored
+    ones)."""
+
+    seller: SellerItem
+    price: Decimal | None = None
+    currency: str = ""
+    condition: str = ""
+    fulfilled_by_platform: bool | None = None  # Amazon's FBA; None where the provider does not say
+
+
+@dataclass(frozen=True)
 class ProductItem:
+    """A product. Where a product has one seller (an eBay listing), `seller` and the product's
+    own price and condition are its one offer; a product with many sellers (an Amazon ASIN)
+    lists them in `offers`, and its `seller` is None."""
+
     external_id: str
     title: str
     seller: SellerItem | None
@@ -54,6 +71,12 @@ class ProductItem:
     location_country: str = ""
     legacy_id: str = ""
     category_ids: tuple[str, ...] = ()
+    offers: tuple[OfferItem, ...] = ()
+
+    def all_offers(self) -> tuple[OfferItem, ...]:
+        if self.offers or self.seller is None:
+            return self.offers
+        return (OfferItem(seller=self.seller, price=self.price, currency=self.currency, condition=self.condition),)
 
 
 @dataclass(frozen=True)
@@ -72,7 +95,8 @@ class Page:
     `warnings` become events on the unit. `gone` (non-empty) says the provider no longer knows
     the category: the unit finishes with that reason. `unreachable` counts listings the
     provider reported but will not serve (a result set above its cap that cannot be split).
-    Each becomes an event on the unit, recorded with the page."""
+    Each becomes an event on the unit, recorded with the page. `sellers` are seller details
+    the source looked up for this page or an earlier one's offers."""
 
     items: list[ProductItem]
     next_cursor: dict | None
@@ -83,6 +107,8 @@ class Page:
     gone: str = ""
     unreachable: int = 0
     partitioned: str = ""  # the category (or a partition) was split on this page: how
+    # Details of sellers looked up on this page (e.g. Keepa's /seller), beyond the items' own.
+    sellers: list[SellerItem] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -95,6 +121,7 @@ class CategoryPlan:
     cost: Decimal
     partitions: int = 1
     probe_calls: int = 0
+    tokens: int = 0  # for a token-bucket source: the tokens it expects to spend
 
 
 class SourceError(Exception):
@@ -205,6 +232,16 @@ class BaseSource:
     # State shared by every worker (see SharedState); bound by the services.
     state: SharedState = field(default_factory=SharedState, repr=False)
 
+    def missing_configuration(self) -> str:
+        """Why the source cannot run (e.g. "set KEEPA_API_KEY"), or "" when it is configured.
+        Estimates and runs of an unconfigured source are refused with this message."""
+        return ""
+
+    def refill_rate(self) -> int | None:
+        """For a token-bucket source: the tokens its key gains a minute (to say how long a run
+        takes), from what the provider last reported; None when unknown or not such a source."""
+        return None
+
     def fetch_page(self, *, category: Category, cursor: dict | None) -> Page:
         """One page of `category` starting at `cursor` (None: the beginning)."""
         raise NotImplementedError
@@ -238,10 +275,14 @@ class BaseSource:
         return midnight.astimezone(UTC)
 
     def describe(self) -> dict:
+        missing = self.missing_configuration()
         return {
             "key": self.key,
             "label": self.label or self.key,
             "platform": self.platform,
+            "configured": not missing,
+            "configuration_error": missing,
+            "quota_kind": self.quota_kind.value,
             "page_size": self.page_size,
             "pricing": {
                 "model": self.pricing.model,

@@ -10,7 +10,7 @@ from collection.models import CollectionRun, CollectionSettings, Product, RunSta
 from collection.services.checkpoint import upsert_items
 from collection.sources.demo import demo_item
 from tests.conftest import set_settings
-from tests.factories import make_categories, make_run
+from tests.factories import make_categories, make_run, seed_offers
 
 pytestmark = pytest.mark.django_db
 
@@ -168,3 +168,23 @@ def test_run_page_charts_spend_against_the_cap_and_refreshes_while_running(conso
     CollectionRun.objects.filter(pk=run.pk).update(status=RunStatus.COMPLETED)
     page = console.get(reverse("admin:collection_collectionrun_change", args=[run.pk])).content.decode()
     assert 'http-equiv="refresh"' not in page
+
+
+def test_a_products_offers_and_a_sellers_offers_are_one_click_away(console, django_assert_max_num_queries):
+    asins = seed_offers()
+    product = Product.objects.get(external_id=asins[0])
+    page = console.get(reverse("admin:collection_product_change", args=[product.pk])).content.decode()
+    assert all(f"Shop {i}" in page for i in range(4)) and "USED_GOOD" in page
+    shop3 = Seller.objects.get(external_id="A3SELLER")
+    sellers = console.get(reverse("admin:collection_seller_changelist")).content.decode()
+    link = reverse("admin:collection_offer_changelist") + f"?seller__id__exact={shop3.pk}"
+    assert link.replace("&", "&amp;") in sellers or link in sellers
+    with django_assert_max_num_queries(12):
+        offers = console.get(link)
+    assert offers.status_code == 200 and offers.context["cl"].result_count == 4
+    found = console.get(reverse("admin:collection_offer_changelist"), {"q": asins[1]})
+    assert found.context["cl"].result_count == 3
+    response = console.post(link, {"action": "export_csv",
+                                   "_selected_action": list(shop3.offers.values_list("pk", flat=True))})
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert len(rows) == 5 and {r[4] for r in rows[1:]} == {"A3SELLER"}

@@ -6,11 +6,11 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
-from collection.models import CollectionRun, IdempotencyKey, RunEvent, RunStatus, RunUnit, Seller
+from collection.models import CollectionRun, IdempotencyKey, Product, RunEvent, RunStatus, RunUnit, Seller
 from collection.services.checkpoint import upsert_items
 from collection.sources.demo import demo_item
 from tests.conftest import set_settings
-from tests.factories import make_categories, make_run
+from tests.factories import make_categories, make_run, seed_offers
 
 pytestmark = pytest.mark.django_db
 
@@ -252,3 +252,26 @@ def test_an_oversized_form_body_is_a_json_400(api):
     fields = "&".join(f"categories={i}" for i in range(1, 1200))
     response = api.post(BASE + "estimate/", fields, content_type="application/x-www-form-urlencoded")
     assert response.status_code == 400 and response["Content-Type"] == "application/json"
+
+
+def test_offers_list_a_products_sellers_and_a_sellers_products_and_stream_csv(api, django_assert_max_num_queries):
+    asins = seed_offers()
+    b000 = Product.objects.get(external_id=asins[0])
+    offers = api.get(BASE + "offers/", {"product": b000.pk}).json()["results"]
+    assert sorted((o["seller_external_id"], o["condition"]) for o in offers) == [
+        ("A0SELLER", "NEW"), ("A1SELLER", "NEW"), ("A2SELLER", "NEW"), ("A3SELLER", "NEW"), ("A3SELLER", "USED_GOOD")]
+    assert {o["seller_name"] for o in offers} == {"Shop 0", "Shop 1", "Shop 2", "Shop 3"}
+    shop3 = Seller.objects.get(external_id="A3SELLER")
+    sold = api.get(BASE + "offers/", {"seller": shop3.pk}).json()["results"]
+    assert len(sold) == 4 and {o["product_external_id"] for o in sold} == set(asins)
+    # products a seller offers (not only the ones it is the product's one seller of)
+    products = api.get(BASE + "products/", {"seller": shop3.pk}).json()["results"]
+    assert {p["external_id"] for p in products} == set(asins)
+    assert api.get(BASE + "offers/", {"fulfilled_by_platform": "true", "product": b000.pk}).json()["results"]
+    assert api.get(BASE + "offers/", {"seller": "x"}).status_code == 400
+    with django_assert_max_num_queries(6):
+        assert api.get(BASE + "offers/", {"page_size": 100}).status_code == 200
+    response = api.get(BASE + "offers/", {"format": "csv", "seller": shop3.pk})
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[0][:5] == ["id", "product__platform", "product__external_id", "product__title", "seller__external_id"]
+    assert len(rows) == 5 and {r[4] for r in rows[1:]} == {"A3SELLER"}

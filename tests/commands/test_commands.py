@@ -10,6 +10,7 @@ from collection.models import CollectionRun, RunStatus
 from collection.services.checkpoint import upsert_items
 from collection.sources.demo import demo_item
 from tests.conftest import ROOT, Workers, make_categories, worker_env
+from tests.factories import seed_offers
 
 pytestmark = pytest.mark.django_db
 
@@ -79,6 +80,10 @@ def test_export_streams_csv_to_a_file(tmp_path, capsys):
     assert "30 products written" in capsys.readouterr().err
     sellers = out(capsys, "collection_export", "sellers")
     assert sellers.splitlines()[0].startswith("id,platform,external_id")
+    seed_offers()
+    offers = out(capsys, "collection_export", "offers", "--platform", "amazon").splitlines()
+    assert offers[0].startswith("id,product__platform,product__external_id") and len(offers) == 1 + 10
+    assert len(out(capsys, "collection_export", "offers", "--platform", "demo").splitlines()) == 1 + 30
 
 
 @pytest.mark.django_db(transaction=True)

@@ -3,11 +3,11 @@ from decimal import Decimal
 import pytest
 from django.test import override_settings
 
-from collection.models import CollectionRun, Product, RunStatus, RunUnit, Seller, UnitStatus
+from collection.models import CollectionRun, Offer, Product, RunStatus, RunUnit, Seller, UnitStatus
 from collection.services import runs
 from collection.services.budget import budget_reserve, period_current
 from collection.services.checkpoint import PageCheckpoint, unit_checkpoint, upsert_items
-from collection.sources import Page, ProductItem, SellerItem
+from collection.sources import OfferItem, Page, ProductItem, SellerItem
 from tests.conftest import make_categories
 
 pytestmark = pytest.mark.django_db
@@ -112,3 +112,47 @@ def test_checkpoint_reserves_the_next_page_in_the_same_transaction_only_when_it_
     unit.refresh_from_db()
     assert (run.spent, run.reserved, unit.reserved, unit.cost) == (Decimal("0.016"), 0, 0, Decimal("0.016"))
     assert period_current().reserved == 0 and period_current().spent == Decimal("0.016")
+
+
+def test_offers_many_sellers_per_product_stored_once_and_details_fill_in_later():
+    cat = make_categories(1)[0]
+    run = runs.run_create(source="demo", category_ids=[cat.pk])
+    bare = lambda sid: SellerItem(external_id=sid)  # noqa: E731 (an offer names its seller by id only)
+    asin = ProductItem(external_id="B0001", title="Kettle", seller=None, offers=(
+        OfferItem(seller=bare("A1"), price=Decimal("19.99"), currency="USD", condition="NEW", fulfilled_by_platform=True),
+        OfferItem(seller=bare("A2"), price=Decimal("18.50"), currency="USD", condition="NEW", fulfilled_by_platform=False),
+        OfferItem(seller=bare("A2"), price=Decimal("12.00"), currency="USD", condition="USED_GOOD"),
+    ))
+    other = ProductItem(external_id="B0002", title="Toaster", seller=None, offers=(
+        OfferItem(seller=bare("A1"), price=Decimal("25.00"), currency="USD", condition="NEW"),
+    ))
+    new = upsert_items(platform="amazon", items=[asin, other], run_id=run.pk, category_id=cat.pk,
+                       sellers=[SellerItem(external_id="A1", name="Acme", feedback_score=120,
+                                           feedback_percent=Decimal("97"))])
+    assert new == 2 and Seller.objects.filter(platform="amazon").count() == 2
+    assert Offer.objects.count() == 4
+    assert Offer.objects.get(product__external_id="B0001", seller__external_id="A2", condition="USED_GOOD").price == \
+        Decimal("12.00")
+    assert Seller.objects.get(external_id="A1").name == "Acme"
+    assert Seller.objects.get(external_id="A2").name == ""  # known by id only, so far
+    # the next page of the same run brings A2's details and sees the offers again, with new prices
+    again = ProductItem(external_id="B0001", title="Kettle", seller=None, offers=(
+        OfferItem(seller=bare("A1"), price=Decimal("17.00"), currency="USD", condition="NEW", fulfilled_by_platform=True),
+    ))
+    upsert_items(platform="amazon", items=[again], run_id=run.pk, category_id=cat.pk,
+                 sellers=[SellerItem(external_id="A2", name="Bolt", feedback_score=3)])
+    a1, a2 = Seller.objects.get(external_id="A1"), Seller.objects.get(external_id="A2")
+    assert (a1.name, a1.feedback_score, a1.times_seen) == ("Acme", 120, 1)  # a bare sighting keeps the details
+    assert (a2.name, a2.feedback_score, a2.times_seen) == ("Bolt", 3, 1)
+    assert Offer.objects.count() == 4
+    kept = Offer.objects.get(product__external_id="B0001", seller=a1, condition="NEW")
+    assert kept.price == Decimal("17.00") and kept.fulfilled_by_platform is True and kept.last_seen_run_id == run.pk
+    assert Product.objects.get(external_id="B0001").seller is None
+
+
+def test_a_listing_with_one_seller_is_a_product_with_one_offer():
+    cat = make_categories(1)[0]
+    upsert_items(platform="demo", items=items(("p1", "alice"), ("p2", "alice")), run_id=None, category_id=cat.pk)
+    offers = Offer.objects.order_by("product__external_id")
+    assert [(o.product.external_id, o.seller.external_id, o.price) for o in offers] == [
+        ("p1", "alice", Decimal("9.99")), ("p2", "alice", Decimal("9.99"))]

@@ -24,7 +24,7 @@ from collection.services.errors import QuotaNotReset
 from collection.services.estimate import estimate
 from tests.conftest import Workers, set_settings
 from tests.engine.helpers import wait_status
-from tests.sources.ebay_helpers import assert_stored_exactly, ebay_categories, run_with_worker
+from tests.sources.helpers import assert_stored_exactly, ebay_categories, run_with_worker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.workers]
 

@@ -29,7 +29,7 @@ from collection.sources.ebay import EbaySource
 from tests.conftest import Workers, postgres_only, set_settings, wait_for
 from tests.engine.helpers import start_run, wait_idle, wait_status
 from tests.fake_ebay import Catalog
-from tests.sources.ebay_helpers import assert_stored_exactly, ebay_categories, run_with_worker, stored_listing
+from tests.sources.helpers import assert_stored_exactly, ebay_categories, run_with_worker, stored_listing
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.workers]
 

@@ -19,6 +19,8 @@ class Command(CollectionCommand):
                 self.stdout.write(f"{row['id']:>6}  {row['name'][:40]:<40} {row['items']:>8} items{known:<16} "
                                   f"{row['pages']:>5} pages  {row['cost']:>12}")
             self.stdout.write(f"total: {est['items']} items, {est['pages']} pages, {est['total_cost']} {est['currency']}")
+            if est["pacing"]:
+                self.stdout.write(est["pacing"])
             self.stdout.write(f"cap: {est['cap']} {est['currency']} ({est['cap_reason']})")
             if est["probe_calls"]:
                 self.stdout.write(f"probed {est['probe_calls']} unknown categories (counted against the quota)")

@@ -1,27 +1,27 @@
-from collection.exports import PRODUCT_FIELDS, SELLER_FIELDS, csv_rows
+from collection.exports import OFFER_FIELDS, PRODUCT_FIELDS, SELLER_FIELDS, csv_rows
 from collection.management.base import CollectionCommand
-from collection.models import Product, Seller
+from collection.models import Offer, Product, Seller
 
-FIELDS = {"sellers": (Seller, SELLER_FIELDS), "products": (Product, PRODUCT_FIELDS)}
+FIELDS = {"sellers": (Seller, SELLER_FIELDS), "products": (Product, PRODUCT_FIELDS), "offers": (Offer, OFFER_FIELDS)}
 
 
 class Command(CollectionCommand):
-    help = "Export sellers or products to CSV (streamed: any number of rows), to stdout or --output FILE."
+    help = "Export sellers, products or offers to CSV (streamed: any number of rows), to stdout or --output FILE."
     json_option = False
 
     def add_arguments(self, parser):
         parser.add_argument("what", choices=sorted(FIELDS))
         parser.add_argument("--output", "-o", help="file to write (default: stdout)")
         parser.add_argument("--platform", help="only this platform")
-        parser.add_argument("--run", type=int, help="only rows first seen in this run")
+        parser.add_argument("--run", type=int, help="only rows first seen in this run (offers: last seen)")
 
     def run(self, *, what, output, platform, run, **options):
         model, fields = FIELDS[what]
         queryset = model.objects.all()
         if platform:
-            queryset = queryset.filter(platform=platform)
+            queryset = queryset.filter(**{"product__platform" if model is Offer else "platform": platform})
         if run:
-            queryset = queryset.filter(first_seen_run_id=run)
+            queryset = queryset.filter(**{"last_seen_run_id" if model is Offer else "first_seen_run_id": run})
         rows = 0
         target = open(output, "w", newline="", encoding="utf-8") if output else self.stdout  # noqa: SIM115
         try:

@@ -9,11 +9,12 @@ from collection.sources import UnknownSource, get_source
 
 class Command(BaseCommand):
     help = ("Load categories for a source from a JSON file: an eBay category tree (categoryTreeNodes / "
-            "rootCategoryNode with childCategoryTreeNodes) or a flat list of {id, name}. Idempotent; a bad "
-            "file writes nothing.")
+            "rootCategoryNode with childCategoryTreeNodes), Keepa category objects (a /category answer, "
+            "{\"categories\": {id: {catId, name, parent, children, productCount}}}, or a list of them) or a flat "
+            "list of {id, name}. Idempotent; a bad file writes nothing.")
 
     def add_arguments(self, parser):
-        parser.add_argument("source", help="source key, e.g. ebay")
+        parser.add_argument("source", help="source key, e.g. ebay or keepa")
         parser.add_argument("file", help="path to the JSON file")
 
     def handle(self, *, source, file, **options):

@@ -1,5 +1,5 @@
-"""Helpers for the eBay tests: categories the fake serves, a run with real workers, and what
-a complete collection stores."""
+"""Helpers for the source tests: eBay categories the fake serves, a run with real workers, and what
+a complete eBay collection stores."""
 
 from collection.models import Category, Product, RunStatus, Seller
 from tests.conftest import Workers
@@ -16,11 +16,13 @@ def ebay_categories(scenario: Scenario, totals: dict[str, int] | None = None, *,
     return [Category.objects.create(platform="ebay", external_id=cid, name=f"eBay {cid}") for cid in ids]
 
 
-def run_with_worker(fake, tmp_path, cats, *, until=(RunStatus.COMPLETED,), cap=None, workers: int = 1, **env):
+def run_with_worker(fake, tmp_path, cats, *, until=(RunStatus.COMPLETED,), cap=None, workers: int = 1,
+                    source: str = "ebay", **env):
+    """Run `cats` on real workers whose environment points at the fake; the run and the logs."""
     pool = Workers(tmp_path, **{**fake.env, **env})
     try:
         pool.start(workers)
-        run = start_run(cats, source="ebay", cap=cap)
+        run = start_run(cats, source=source, cap=cap)
         run = wait_status(run, *until, timeout=180)
         wait_idle(run)
     finally:

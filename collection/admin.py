@@ -5,9 +5,10 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.widgets import FilteredSelectMultiple
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -26,10 +27,11 @@ from collection.models import (
 )
 from collection.money import MONEY
 from collection.services import runs
+from collection.services.categories import category_add_by_id
 from collection.services.errors import BudgetExceeded, CollectionError, InvalidInput
 from collection.services.estimate import estimate
 from collection.services.settings import settings_update
-from collection.sources import source_keys
+from collection.sources import get_source, source_keys
 
 STATUS_COLOURS = {
     RunStatus.PENDING: "#6c757d", RunStatus.RUNNING: "#0d6efd", RunStatus.PAUSED: "#fd7e14",
@@ -244,6 +246,16 @@ class CollectionSettingsAdmin(admin.ModelAdmin):
             self.message_user(request, f"Not saved: {error}", messages.ERROR)
 
 
+class CategoryByIdForm(forms.Form):
+    source = forms.ChoiceField(help_text="A source that can describe a category from its id (e.g. Keepa).")
+    external_id = forms.CharField(label="Category id at the source", max_length=128,
+                                  help_text="e.g. Keepa's catId. The lookup is one call, charged like a size probe.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["source"].choices = [(key, key) for key in source_keys() if get_source(key).can_look_up_categories]
+
+
 @admin.register(Category)
 class CategoryAdmin(admin.ModelAdmin):
     list_display = ("name", "platform", "external_id", "level", "is_leaf", "known_item_count", "item_count_measured_at",
@@ -251,6 +263,30 @@ class CategoryAdmin(admin.ModelAdmin):
     list_filter = ("platform", "is_leaf", "level")
     search_fields = ("name", "=external_id")
     show_full_result_count = False
+    change_list_template = "admin/collection/category/change_list.html"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.add_by_id_view)
+        return [path("add-by-id/", view, name="collection_category_add_by_id"), *super().get_urls()]
+
+    def add_by_id_view(self, request):
+        """Add a category from its id at the source, described by the source (name, parent,
+        leaf, size)."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = CategoryByIdForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                category = category_add_by_id(**form.cleaned_data)
+            except InvalidInput as error:
+                for field, problems in error.errors.items():
+                    form.add_error(field if field in form.fields else None, problems)
+            else:
+                self.message_user(request, f"Category {category.name} ({category.external_id}) added.", messages.SUCCESS)
+                return redirect("admin:collection_category_change", category.pk)
+        return TemplateResponse(request, "admin/collection/category/add_by_id.html", {
+            **self.admin_site.each_context(request), "opts": self.opts, "form": form, "title": "Add a category by id",
+        })
 
 
 class CsvExportMixin:

@@ -21,7 +21,8 @@ from collection.selectors import runs_with_categories
 from collection.services import runs
 from collection.services.estimate import estimate
 from collection.services.settings import settings_update
-from collection.sources import get_source, source_keys
+from collection.services.source_state import source_for
+from collection.sources import source_keys
 
 from . import serializers as s
 from .filters import CategoryFilter, OfferFilter, ProductFilter, RunFilter, SellerFilter
@@ -50,7 +51,7 @@ class SettingsView(APIView):
 class SourcesView(APIView):
     @extend_schema(responses=s.SourceSerializer(many=True))
     def get(self, request):
-        return Response([get_source(key).describe() for key in source_keys()])
+        return Response([source_for(key).describe() for key in source_keys()])
 
 
 class EstimateView(APIView):

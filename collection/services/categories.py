@@ -14,8 +14,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from collection.models import Category
+from collection.redact import untrusted_text
+from collection.sources import SourceError, UnknownSource
 
+from .budget import budget_charge_month
 from .errors import InvalidInput
+from .source_state import source_for
 
 MAX_LEAVES = 5000  # units one run may have
 
@@ -121,6 +125,39 @@ def categories_load(*, platform: str, data) -> tuple[int, int]:
             created += was_created
             updated += not was_created
     return created, updated
+
+
+def category_add_by_id(*, source: str, external_id) -> Category:
+    """Add (or refresh) the category the source knows by `external_id`: its name, parent, leaf
+    or not and size as the provider describes them. The lookup is one call, charged to the
+    month's budget like a size probe. Bad input, an unknown id or a failed call write nothing."""
+    try:
+        src = source_for(source)
+    except UnknownSource as error:
+        raise InvalidInput({"source": [str(error)]}) from None
+    if not src.can_look_up_categories:
+        raise InvalidInput({"source": [f"{src.label or src.key} cannot look up a category by id: load a category "
+                                       "file instead (manage.py collection_load_categories)."]})
+    missing = src.missing_configuration()
+    if missing:
+        raise InvalidInput({"source": [missing]})
+    value = str(external_id or "").strip()
+    if not value or len(value) > 128:
+        raise InvalidInput({"external_id": ["Enter the category's id at the source (at most 128 characters)."]})
+    if not budget_charge_month(amount=src.probe_cost()):
+        raise InvalidInput({"external_id": ["This month's budget cannot pay for the lookup."]})
+    try:
+        info = src.look_up_category(value)
+    except SourceError as error:
+        raise InvalidInput({"external_id": [f"The lookup failed: {untrusted_text(error)}"]}) from None
+    if info is None:
+        raise InvalidInput({"external_id": [f"{src.label or src.key} does not know category {value!r}."]})
+    defaults = {"name": info.name, "parent_external_id": info.parent, "is_leaf": info.is_leaf}
+    if info.item_count is not None:
+        defaults.update(known_item_count=info.item_count, item_count_measured_at=timezone.now())
+    category, _ = Category.objects.update_or_create(platform=src.platform, external_id=info.external_id,
+                                                    defaults=defaults)
+    return category
 
 
 def leaves_of(chosen: list[Category]) -> list[tuple[Category, Category | None]]:

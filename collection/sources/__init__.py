@@ -7,6 +7,7 @@ from django.utils.module_loading import import_string
 
 from .base import (  # noqa: F401  (the public interface of sources)
     BaseSource,
+    CategoryInfo,
     CategoryPlan,
     FatalSourceError,
     OfferItem,

@@ -87,6 +87,17 @@ class SourceWarning:
     message: str
 
 
+@dataclass(frozen=True)
+class CategoryInfo:
+    """A category as the provider describes it (to add one by its id)."""
+
+    external_id: str
+    name: str
+    parent: str = ""  # the parent's external id; "" for a top-level category
+    is_leaf: bool = True
+    item_count: int | None = None
+
+
 @dataclass
 class Page:
     """One fetched page: its items, where the next page starts (None: the category is done)
@@ -229,6 +240,8 @@ class BaseSource:
 
     # Size probes: whether `probe` can tell a category's item count before a run (estimates).
     can_probe: bool = False
+    # Whether `look_up_category` can describe a category from its id (to add one by id).
+    can_look_up_categories: bool = False
     # State shared by every worker (see SharedState); bound by the services.
     state: SharedState = field(default_factory=SharedState, repr=False)
 
@@ -249,6 +262,11 @@ class BaseSource:
     def probe(self, category: Category) -> int:
         """The category's item count, from one cheap call. Only called when `can_probe`."""
         raise NotImplementedError(f"source {self.key!r} cannot probe category sizes")
+
+    def look_up_category(self, external_id: str) -> CategoryInfo | None:
+        """The category with this id as the provider knows it (None: it does not); one call,
+        costing `probe_cost()`. Only called when `can_look_up_categories`."""
+        raise NotImplementedError(f"source {self.key!r} cannot look up categories")
 
     def probe_cost(self) -> Decimal:
         """What one probe costs (charged to the month's budget before the call)."""

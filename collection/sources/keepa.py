@@ -72,6 +72,7 @@ from django.conf import settings
 
 from .base import (
     BaseSource,
+    CategoryInfo,
     CategoryPlan,
     OfferItem,
     Page,
@@ -135,6 +136,7 @@ class KeepaSource(BaseSource):
     pricing: Pricing = field(default_factory=lambda: Pricing(model="per token (token bucket)"))
     quota_kind: QuotaKind = QuotaKind.TOKEN_BUCKET
     can_probe: bool = True
+    can_look_up_categories: bool = True
     offers: int = field(default_factory=lambda: settings.KEEPA_OFFERS)
     sellers_per_page: int = field(default_factory=lambda: settings.KEEPA_SELLERS_PER_PAGE)
     token_price: Decimal = field(default_factory=lambda: Decimal(str(settings.KEEPA_TOKEN_PRICE)))
@@ -451,15 +453,29 @@ class KeepaSource(BaseSource):
             category_ids=tuple(str(c) for c in categories if isinstance(c, int)),
         )
 
-    def probe(self, category) -> int:
-        """`/category` (1 token): Keepa's product count for the category (an estimate)."""
+    def look_up_category(self, external_id: str) -> CategoryInfo | None:
+        """`/category` (1 token): Keepa's category object — name, parent (0: a root), children
+        and productCount (an estimate)."""
+        if not str(external_id).isdigit():
+            return None
         spent = _Call()
         self._take_tokens(1, spent)
-        body = self._get("category", {"category": category.external_id}, spent)
-        found = (body.get("categories") or {}).get(str(category.external_id))
-        if not isinstance(found, dict):
+        body = self._get("category", {"category": external_id}, spent)
+        found = (body.get("categories") or {}).get(str(external_id))
+        if not isinstance(found, dict) or not found.get("name"):
+            return None
+        parent, count = found.get("parent"), found.get("productCount")
+        return CategoryInfo(
+            external_id=str(external_id), name=str(found["name"])[:255],
+            parent=str(parent) if isinstance(parent, int) and parent > 0 else "", is_leaf=not found.get("children"),
+            item_count=count if isinstance(count, int) and count >= 0 else None,
+        )
+
+    def probe(self, category) -> int:
+        """Keepa's product count for the category (an estimate), from its category object."""
+        info = self.look_up_category(category.external_id)
+        if info is None:
             raise PermanentSourceError(f"Keepa does not know category {category.external_id}")
-        count = found.get("productCount")
-        if not isinstance(count, int) or count < 0:
+        if info.item_count is None:
             raise PermanentSourceError(f"Keepa has no product count for category {category.external_id}")
-        return count
+        return info.item_count

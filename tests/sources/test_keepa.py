@@ -245,3 +245,19 @@ def test_load_keepa_categories_from_a_category_answer(tmp_path, capsys):
     with pytest.raises(Exception, match="numeric catId"):
         call_command("collection_load_categories", "keepa", str(bad))
     assert Category.objects.filter(platform="amazon").count() == 2
+
+
+def test_the_admin_adds_a_keepa_category_by_its_id(keepa, admin_client):
+    scenario = keepa.scenario
+    scenario.add_category("281407", [f"B{i:09d}" for i in range(80)], count=123_456)
+    url = "/admin/collection/category/add-by-id/"
+    assert "Add by id at a source" in admin_client.get("/admin/collection/category/").content.decode()
+    response = admin_client.post(url, {"source": "keepa", "external_id": "281407"})
+    assert response.status_code == 302
+    added = Category.objects.get(platform="amazon", external_id="281407")
+    assert (added.name, added.is_leaf, added.known_item_count) == ("Category 281407", True, 123_456)
+    assert BudgetPeriod.objects.get().spent == PRICE and scenario.consumed == 1  # one lookup, charged
+    unknown = admin_client.post(url, {"source": "keepa", "external_id": "999"})
+    assert unknown.status_code == 200 and "does not know category" in unknown.content.decode()
+    assert admin_client.post(url, {"source": "ebay", "external_id": "1"}).status_code == 200  # not a choice
+    assert Category.objects.count() == 1

@@ -414,7 +414,11 @@ class Product(models.Model):
     price = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True)
     url = models.URLField(max_length=1000, blank=True)
-    seller = models.ForeignKey(Seller, null=True, blank=True, on_delete=models.SET_NULL, related_name="products")
+    # The product's one seller, where it has one (an eBay listing; its offer says the same). No
+    # database-level constraint, like the offers' (see Offer): the checkpoint finds the id by
+    # the seller's unique key in the same transaction, and Django's deletion clears it.
+    seller = models.ForeignKey(Seller, null=True, blank=True, on_delete=models.SET_NULL, related_name="products",
+                               db_constraint=False)
     category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="products")
     condition = models.CharField(max_length=64, blank=True)
     buying_options = models.CharField(max_length=64, blank=True, help_text="e.g. AUCTION, FIXED_PRICE")
@@ -441,8 +445,12 @@ class Offer(models.Model):
     """One seller's offer of one product, in one condition: an eBay listing is a product with
     one offer; an Amazon ASIN has one per seller (and condition) selling it."""
 
-    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="offers", db_index=False)
-    seller = models.ForeignKey(Seller, on_delete=models.CASCADE, related_name="offers")
+    # No database-level foreign keys: offers are written only by the checkpoint, which finds both
+    # ids by their unique keys in the same transaction, and Django's deletion cascades them. A
+    # constraint trigger per row and key doubled what storing a page's offers costs (bench/).
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="offers", db_index=False,
+                                db_constraint=False)
+    seller = models.ForeignKey(Seller, on_delete=models.CASCADE, related_name="offers", db_constraint=False)
     condition = models.CharField(max_length=64, blank=True)
     price = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True)
@@ -451,8 +459,11 @@ class Offer(models.Model):
     )
     first_seen_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
+    # Which run saw the offer last (information only: no index, no constraint; only a run that
+    # never started, so never saw an offer, can be deleted).
     last_seen_run = models.ForeignKey(
-        CollectionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        CollectionRun, null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+", db_index=False,
+        db_constraint=False,
     )
 
     class Meta:

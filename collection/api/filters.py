@@ -38,7 +38,6 @@ class OfferFilter(django_filters.FilterSet):
     product = django_filters.NumberFilter(field_name="product_id", min_value=1)
     seller = django_filters.NumberFilter(field_name="seller_id", min_value=1)
     platform = django_filters.CharFilter(field_name="product__platform")
-    last_seen_run = django_filters.NumberFilter(field_name="last_seen_run_id", min_value=1)
     price_min = django_filters.NumberFilter(field_name="price", lookup_expr="gte")
     price_max = django_filters.NumberFilter(field_name="price", lookup_expr="lte")
 

@@ -5,8 +5,9 @@
 
 Scenarios (demo source, 100 items per page):
   floor-1 / floor-2   raw psycopg, 1 or 2 processes: per page one transaction that upserts the
-                      page's sellers and its 100 products with ON CONFLICT and updates the
-                      unit — the same writes as the engine, and nothing else.
+                      page's sellers, its 100 products and their offers with ON CONFLICT,
+                      writes the page's seen-in-run row and updates the unit — the same writes
+                      as the engine, and nothing else.
                       (floor-N-products-only skips the sellers: shown for reference.)
   engine-1 / engine-2 the real engine: N `manage.py db_worker` processes, 0 ms latency.
   latency-50ms        8 workers, concurrency 8, 50 ms per page: ideal 8 / 0.05 s = 160 pages/s;
@@ -87,7 +88,8 @@ def make_categories(count: int, pages_each: int, prefix: str, page_size: int = P
 # --- floor ------------------------------------------------------------------------------------
 # The same writes per page as the engine, with nothing else: one transaction that inserts the
 # page's new sellers (ON CONFLICT DO NOTHING), refreshes the ones this run has not seen yet,
-# upserts its 100 products (ON CONFLICT) and updates the unit — the engine's own statements,
+# upserts its 100 products and their offers (ON CONFLICT), writes the page's seen-in-run row
+# and updates the unit — the engine's own statements,
 # sent together as the engine sends them. The products-only variant skips the sellers (for
 # reference).
 
@@ -106,15 +108,18 @@ def floor_worker(category_id: int, external_id: str, unit_id: int, run_id: int, 
         for page in range(pages):
             time.sleep(latency_ms / 1000)  # the page's fetch, as the demo source waits
             items = [demo_item(external_id, i) for i in range(page * page_size, (page + 1) * page_size)]
-            sellers, products, offers = page_params(platform="demo", items=items, run_id=run_id, category_id=category_id,
-                                            now=timezone.now())
+            sellers, products, offers = page_params(platform="demo", items=items, run_id=run_id,
+                                                    category_id=category_id, now=timezone.now())
             with conn.transaction(), conn.pipeline():
                 if with_sellers:
                     cursor.execute(sql["sellers_insert"], sellers)
                     cursor.execute(sql["sellers_refresh"], sellers)
-                cursor.execute(sql["products_upsert"], products)
-                if with_sellers:
-                    cursor.execute(sql["offers_upsert"], offers)
+                    cursor.execute(sql["products_offers_upsert"], {**products, "offers": offers["offers"]})
+                else:
+                    cursor.execute(sql["products_upsert"], products)
+                cursor.execute(sql["run_page"], {"run": run_id, "unit": unit_id, "page": page,
+                                                 "products": json.dumps([i.external_id for i in items]),
+                                                 "sellers": json.dumps(sorted({i.seller.external_id for i in items}))})
                 cursor.execute(
                     "UPDATE collection_rununit SET cursor = %s, pages_done = pages_done + 1, "
                     "items_done = items_done + %s WHERE id = %s",

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.widgets import FilteredSelectMultiple
+from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from collection.charts import spend_chart_svg
 from collection.exports import OFFER_FIELDS, PRODUCT_FIELDS, SELLER_FIELDS, csv_response
@@ -20,19 +22,21 @@ from collection.models import (
     CollectionSettings,
     Offer,
     Product,
-    RunEvent,
     RunStatus,
     RunUnit,
     Seller,
 )
 from collection.money import MONEY
+from collection.selectors import month_budget, seen_counts, seen_in_run, source_quota
 from collection.services import runs
 from collection.services.categories import category_add_by_id
 from collection.services.errors import BudgetExceeded, CollectionError, InvalidInput
 from collection.services.estimate import estimate
+from collection.services.lifecycle import ACTIONS
 from collection.services.settings import settings_update
 from collection.sources import get_source, source_keys
 
+PAST = {"start": "started", "pause": "paused", "resume": "resumed", "cancel": "cancelled"}
 STATUS_COLOURS = {
     RunStatus.PENDING: "#6c757d", RunStatus.RUNNING: "#0d6efd", RunStatus.PAUSED: "#fd7e14",
     RunStatus.COMPLETED: "#198754", RunStatus.FAILED: "#dc3545", RunStatus.CANCELLED: "#495057",
@@ -48,32 +52,32 @@ def bar(percent: float, colour: str, label: str) -> str:
     )
 
 
-class UnitInline(admin.TabularInline):
-    model = RunUnit
-    extra = 0
-    can_delete = False
-    fields = readonly_fields = ("category", "status", "cursor", "pages_done", "items_done", "cost", "reserved",
-                                "attempts", "recoveries", "last_error", "lease_owner", "lease_expires_at")
-
-    def has_add_permission(self, request, obj=None):
-        return False
+MAX_ROWS = 200  # units and events shown on the run page (the API has them all)
+OPERATOR_ACTIONS = ("start", "pause", "resume", "cancel")
 
 
-class EventInline(admin.TabularInline):
-    model = RunEvent
-    extra = 0
-    can_delete = False
-    ordering = ("-created_at", "-id")
-    fields = readonly_fields = ("created_at", "kind", "actor", "unit", "detail")
+def table(headers: list[str], rows: list[list], *, note: str = "", css: str = "") -> str:
+    """A compact HTML table of escaped values."""
+    head = format_html_join("", "<th>{}</th>", ((h,) for h in headers))
+    body = format_html_join("", "<tr>{}</tr>", (
+        (format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in rows))
+    return format_html('<table class="run-table {}"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>{}',
+                       css, head, body, format_html("<p class='help'>{}</p>", note) if note else "")
 
-    def has_add_permission(self, request, obj=None):
-        return False
+
+def detail_text(detail: dict) -> str:
+    """An event's detail as text: "error: … · attempt: 2"."""
+    return " · ".join(f"{key.replace('_', ' ')}: {value}" for key, value in (detail or {}).items())
 
 
 class RunCreateForm(forms.Form):
     source = forms.ChoiceField()
+    # A search box (the admin's autocomplete over the category admin's search fields), not a list
+    # of every category: tens of thousands load fine.
     categories = forms.ModelMultipleChoiceField(
-        queryset=Category.objects.all(), widget=FilteredSelectMultiple("categories", is_stacked=False)
+        queryset=Category.objects.all(), help_text="Type part of a name or an exact id. A parent means its leaves.",
+        widget=AutocompleteSelectMultiple(RunUnit._meta.get_field("category"), admin.site,
+                                          attrs={"data-width": "100%"}),
     )
     budget_cap = forms.DecimalField(required=False, min_value=0, **MONEY,
                                     help_text="Optional: at most the per-run cap in settings.")
@@ -88,23 +92,79 @@ class RunCreateForm(forms.Form):
 
 @admin.register(CollectionRun)
 class CollectionRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "status_badge", "source", "progress", "spend", "eta", "units_total", "created_by",
-                    "created_at")
+    list_display = ("id", "status_badge", "source", "progress", "spend", "eta", "created_at")
     list_filter = ("status", "source", "created_at")
     search_fields = ("=id", "source", "error")
     list_select_related = ("created_by",)
     show_full_result_count = False
     list_per_page = 50
     actions = ("start_runs", "pause_runs", "resume_runs", "cancel_runs")
-    inlines = (UnitInline, EventInline)
-    readonly_fields = ("source", "status", "pause_reason", "estimated_cost", "spent", "reserved", "currency",
-                       "units_total", "units_done", "units_failed", "pages_done", "pages_estimated", "items_done",
-                       "sellers_new", "error", "created_by", "created_at", "started_at", "paused_at", "finished_at",
-                       "quota_resets_at", "estimate")
-    fields = ("budget_cap", "spend_chart", "pacing", *readonly_fields)
+    details = ("source", "status", "pause_reason", "estimated_cost", "spent", "reserved", "currency", "units_total",
+               "units_done", "units_failed", "pages_done", "pages_estimated", "items_done", "sellers_new",
+               "items_unreachable", "error", "created_by", "created_at", "started_at", "paused_at", "resumed_at",
+               "finished_at", "quota_resets_at", "budget_warned_at")
+    fieldsets = (
+        ("Budget", {"fields": ("budget_cap", "spend_chart", "pacing")}),
+        ("Categories", {"fields": ("unit_table",)}),
+        ("Event log", {"fields": ("event_table",)}),
+        ("Estimate", {"fields": ("estimate_table",)}),
+        ("Internals: cursors, leases, tasks", {"classes": ("collapse",), "fields": ("internals_table",)}),
+        ("All fields", {"classes": ("collapse",), "fields": details}),
+    )
+
+    def get_fieldsets(self, request, obj=None):
+        """Token pacing only for runs of a token-bucket source (its estimate has a pacing line)."""
+        if obj is not None and (obj.estimate or {}).get("pacing"):
+            return self.fieldsets
+        budget = ("Budget", {"fields": ("budget_cap", "spend_chart")})
+        return (budget, *self.fieldsets[1:])
 
     def get_readonly_fields(self, request, obj=None):
-        return ("spend_chart", "pacing", *self.readonly_fields)
+        shown = ("spend_chart", "pacing", "unit_table", "event_table", "estimate_table", "internals_table",
+                 *self.details)
+        if not request.user.has_perm("collection.automation"):
+            return ("budget_cap", *shown)  # money changes need the automation permission, as in the API
+        return shown
+
+    def _units(self, run):
+        return list(run.units.select_related("category").order_by("pk")[:MAX_ROWS])
+
+    def _more(self, total: int, what: str) -> str:
+        return f"First {MAX_ROWS} of {total} {what}; the API has them all." if total > MAX_ROWS else ""
+
+    @admin.display(description="categories")
+    def unit_table(self, run):
+        units = self._units(run)
+        rows = [[f"{u.category.name} ({u.category.external_id})", u.get_status_display(), u.pages_done,
+                 u.items_done, u.cost, u.attempts, (u.last_error or u.note)[:160]] for u in units]
+        return table(["category", "status", "pages", "items", "cost", "attempts", "last error / note"], rows,
+                     note=self._more(run.units_total, "categories"))
+
+    @admin.display(description="cursor, lease and task of each category")
+    def internals_table(self, run):
+        rows = [[u.category.external_id, json.dumps(u.cursor)[:200] if u.cursor else "—", u.lease_owner or "—",
+                 u.lease_expires_at.strftime("%Y-%m-%d %H:%M:%S") if u.lease_expires_at else "—", u.reserved,
+                 u.recoveries, u.task_id or "—"] for u in self._units(run)]
+        return table(["category", "cursor", "lease owner", "lease expires", "reserved", "recoveries", "task"], rows)
+
+    @admin.display(description="latest events")
+    def event_table(self, run):
+        events = list(run.events.select_related("actor", "unit__category").order_by("-created_at", "-id")[:MAX_ROWS])
+        rows = [[e.created_at.strftime("%Y-%m-%d %H:%M:%S"), e.get_kind_display(), e.actor or "system",
+                 e.unit.category.external_id if e.unit else "", detail_text(e.detail)] for e in events]
+        total = run.events.count() if len(events) == MAX_ROWS else len(events)
+        return table(["time (UTC)", "event", "by", "category", "detail"], rows, note=self._more(total, "events"))
+
+    @admin.display(description="estimate at creation")
+    def estimate_table(self, run):
+        snapshot = run.estimate or {}
+        rows = [[f"{r.get('name')} ({r.get('external_id')})", r.get("items"),
+                 "" if r.get("items_known") else "settings default", r.get("pages"), r.get("cost")]
+                for r in snapshot.get("categories", [])[:MAX_ROWS]]
+        rows.append(["total", snapshot.get("items"), "", snapshot.get("pages"), snapshot.get("total_cost")])
+        note = " ".join(filter(None, [snapshot.get("pacing"), f"Cap applied: {snapshot.get('cap')} "
+                                                               f"({snapshot.get('cap_reason')})."]))
+        return table(["category", "items", "count from", "pages", "cost"], rows, note=note)
 
     @admin.display(description="token pacing")
     def pacing(self, run):
@@ -124,7 +184,7 @@ class CollectionRunAdmin(admin.ModelAdmin):
     @admin.display(description="progress")
     def progress(self, run):
         return bar(run.progress_percent, "#0d6efd",
-                   f"{run.progress_percent}% · {run.units_done}/{run.units_total} categories · {run.pages_done} pages")
+                   f"{run.progress_percent}% · {run.units_done}/{run.units_total} categories")
 
     @admin.display(description="spend vs cap", ordering="spent")
     def spend(self, run):
@@ -144,7 +204,8 @@ class CollectionRunAdmin(admin.ModelAdmin):
         return request.user.has_perm("collection.automation")
 
     def has_delete_permission(self, request, obj=None):
-        return bool(obj and obj.status == RunStatus.PENDING and super().has_delete_permission(request, obj))
+        return bool(obj and obj.status == RunStatus.PENDING and super().has_delete_permission(request, obj)
+                    and request.user.has_perm("collection.automation"))
 
     def delete_model(self, request, obj):
         runs.run_delete(run_id=obj.pk, actor=request.user)
@@ -204,8 +265,11 @@ class CollectionRunAdmin(admin.ModelAdmin):
                 else:
                     run = runs.run_create(source=data["source"], category_ids=ids, budget_cap=data["budget_cap"],
                                           actor=request.user, probe=data["probe"])
-                    self.message_user(request, f"Run #{run.pk} created ({run.estimated_cost} {run.currency} "
-                                               f"estimated). Start it from the list.", messages.SUCCESS)
+                    created = f"Run #{run.pk} created ({run.estimated_cost} {run.currency} estimated)"
+                    if "_save_start" in request.POST:
+                        self._apply(request, CollectionRun.objects.filter(pk=run.pk), "start", "created and started")
+                    else:
+                        self.message_user(request, f"{created}. Start it from its page.", messages.SUCCESS)
                     return redirect("admin:collection_collectionrun_change", run.pk)
             except BudgetExceeded as error:
                 preview, refusal = error.estimate, error.reason
@@ -219,10 +283,50 @@ class CollectionRunAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/collection/collectionrun/add_run.html", context)
 
+    def changelist_view(self, request, extra_context=None):
+        """The list refreshes itself while any run is running."""
+        live = CollectionRun.objects.filter(status=RunStatus.RUNNING).exists()
+        return super().changelist_view(request, {**(extra_context or {}), "auto_refresh_seconds": 10 if live else 0})
+
     def render_change_form(self, request, context, *args, obj=None, **kwargs):
-        if obj is not None and obj.status == RunStatus.RUNNING:
-            context["auto_refresh_seconds"] = 5
+        if obj is not None:
+            if obj.status == RunStatus.RUNNING:
+                context["auto_refresh_seconds"] = 5
+            context["header"] = self._header(request, obj)
+            context["show_save_and_add_another"] = False
         return super().render_change_form(request, context, *args, obj=obj, **kwargs)
+
+    def _header(self, request, run) -> dict:
+        """What the run page's header shows: how it is going, at a glance."""
+        seen = seen_counts(run.pk)
+        month = month_budget()
+        allowed = [a for a in OPERATOR_ACTIONS if run.status in ACTIONS[a][0]] \
+            if request.user.has_perm("collection.automation") else []
+        return {
+            "status": self.status_badge(run), "progress": run.progress_percent, "eta": self.eta(run),
+            "spend": self.spend(run), "month": month,
+            "month_bar": bar(float(month["spent"] / month["cap"] * 100) if month["cap"] else 0, "#6f42c1",
+                             f"{month['spent']:.2f} / {month['cap']:.2f} {run.currency} this month"),
+            "quota": source_quota(run.source), "actions": allowed,
+            "sellers_seen": seen["sellers"], "products_seen": seen["products"],
+            "sellers_url": reverse("admin:collection_seller_changelist") + f"?run={run.pk}",
+            "products_url": reverse("admin:collection_product_changelist") + f"?run={run.pk}",
+        }
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.transition_view)
+        return [path("<int:run_id>/do/<str:action>/", view, name="collection_collectionrun_transition"),
+                *super().get_urls()]
+
+    def transition_view(self, request, run_id: int, action: str):
+        """The run page's Start / Pause / Resume / Cancel buttons: one service call, its result
+        or its refusal as a message."""
+        if request.method != "POST" or action not in OPERATOR_ACTIONS:
+            return redirect("admin:collection_collectionrun_change", run_id)
+        if not request.user.has_perm("collection.automation"):
+            raise PermissionDenied
+        self._apply(request, CollectionRun.objects.filter(pk=run_id), action, PAST[action])
+        return redirect("admin:collection_collectionrun_change", run_id)
 
 
 @admin.register(CollectionSettings)
@@ -235,6 +339,10 @@ class CollectionSettingsAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        """Budget caps are money: changing them needs `collection.automation`, as in the API."""
+        return super().has_change_permission(request, obj) and request.user.has_perm("collection.automation")
+
     def changelist_view(self, request, extra_context=None):
         return redirect("admin:collection_collectionsettings_change", CollectionSettings.load().pk)
 
@@ -244,6 +352,14 @@ class CollectionSettingsAdmin(admin.ModelAdmin):
             settings_update(actor=request.user, **values)
         except InvalidInput as error:
             self.message_user(request, f"Not saved: {error}", messages.ERROR)
+
+
+class DeleteNeedsAutomation:
+    """Deleting collected data or categories needs `collection.automation`, as in the API, not
+    only Django's model permission."""
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and request.user.has_perm("collection.automation")
 
 
 class CategoryByIdForm(forms.Form):
@@ -257,7 +373,7 @@ class CategoryByIdForm(forms.Form):
 
 
 @admin.register(Category)
-class CategoryAdmin(admin.ModelAdmin):
+class CategoryAdmin(DeleteNeedsAutomation, admin.ModelAdmin):
     list_display = ("name", "platform", "external_id", "level", "is_leaf", "known_item_count", "item_count_measured_at",
                     "last_collected_at")
     list_filter = ("platform", "is_leaf", "level")
@@ -297,6 +413,30 @@ class CsvExportMixin:
         return csv_response(queryset, self.export_fields, filename=f"{self.opts.model_name}s.csv")
 
 
+class SeenInRunFilter(admin.SimpleListFilter):
+    """Sellers or products a run's pages returned ("seen in run"), e.g. from the run page's links.
+    Lists the latest runs; any run id works in the URL (`?run=`)."""
+
+    title = "seen in run"
+    parameter_name = "run"
+
+    def lookups(self, request, model_admin):
+        latest = CollectionRun.objects.order_by("-pk").values_list("pk", "source")[:10]
+        chosen = self.value()
+        options = [(str(pk), f"#{pk} ({source})") for pk, source in latest]
+        if chosen and chosen.isdigit() and chosen not in {value for value, _ in options}:
+            options.insert(0, (chosen, f"#{chosen}"))
+        return options
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        if not value.isdigit():
+            return queryset.none()
+        return seen_in_run(queryset, int(value))
+
+
 class FeedbackScoreFilter(admin.SimpleListFilter):
     title = "feedback score"
     parameter_name = "feedback"
@@ -317,10 +457,10 @@ class FeedbackScoreFilter(admin.SimpleListFilter):
 
 
 @admin.register(Seller)
-class SellerAdmin(CsvExportMixin, admin.ModelAdmin):
+class SellerAdmin(DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmin):
     list_display = ("external_id", "name", "platform", "account_type", "country", "feedback_score", "feedback_percent",
                     "times_seen", "first_seen_at", "last_seen_at", "products_link")
-    list_filter = ("platform", "account_type", "country", FeedbackScoreFilter, "first_seen_at")
+    list_filter = (SeenInRunFilter, "platform", "account_type", "country", FeedbackScoreFilter, "first_seen_at")
     search_fields = ("=external_id", "name")
     show_full_result_count = False
     actions = ("export_csv",)
@@ -359,7 +499,7 @@ class OfferInline(admin.TabularInline):
 
 
 @admin.register(Offer)
-class OfferAdmin(CsvExportMixin, admin.ModelAdmin):
+class OfferAdmin(DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmin):
     list_display = ("product_link", "seller_link", "condition", "price", "currency", "fulfilled_by_platform",
                     "last_seen_at")
     list_filter = ("product__platform", "condition", "fulfilled_by_platform", "last_seen_at")
@@ -388,10 +528,11 @@ class OfferAdmin(CsvExportMixin, admin.ModelAdmin):
 
 
 @admin.register(Product)
-class ProductAdmin(CsvExportMixin, admin.ModelAdmin):
-    list_display = ("external_id", "title", "price", "currency", "buying_options", "condition", "location_country",
+class ProductAdmin(DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmin):
+    list_display = ("external_id", "short_title", "price", "currency", "buying_options", "condition", "location_country",
                     "seller_link", "category", "first_seen_at")
-    list_filter = ("platform", "buying_options", "condition", "location_country", FeedbackScoreFilter, "first_seen_at")
+    list_filter = (SeenInRunFilter, "platform", "buying_options", "condition", "location_country", FeedbackScoreFilter,
+                   "first_seen_at")
     search_fields = ("=external_id", "title", "=seller__external_id")
     list_select_related = ("seller", "category")
     show_full_result_count = False
@@ -402,6 +543,12 @@ class ProductAdmin(CsvExportMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.opts.fields]
+
+    @admin.display(description="title")
+    def short_title(self, product):
+        """One line: long marketplace titles are cut (the whole title is the tooltip)."""
+        title = product.title
+        return format_html('<span title="{}">{}</span>', title, title if len(title) <= 60 else title[:59] + "…")
 
     @admin.display(description="seller", ordering="seller__external_id")
     def seller_link(self, product):

@@ -477,6 +477,26 @@ class Offer(models.Model):
         return f"{self.seller} · {self.product}"
 
 
+class RunPage(models.Model):
+    """What one checkpointed page of a run returned: the external ids of its products and of the
+    sellers offering them. "Seen in run" — every seller and product the run's pages returned,
+    not only the ones first seen there — is the union over the run's pages. One row a page,
+    written by the page's checkpoint: a row per item would cost the checkpoint as much as the
+    items themselves (bench/)."""
+
+    run = models.ForeignKey(CollectionRun, on_delete=models.CASCADE, related_name="pages")
+    unit = models.ForeignKey(RunUnit, on_delete=models.CASCADE, related_name="+", db_index=False)
+    page = models.PositiveIntegerField(help_text="The page's index in its category (0 = the first).")
+    products = models.JSONField(default=list)
+    sellers = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["unit", "page"], name="run_page_unique")]
+
+    def __str__(self):
+        return f"run {self.run_id}, unit {self.unit_id}, page {self.page + 1}"
+
+
 class SourceState(models.Model):
     """Small shared state of a source, for every worker process: e.g. eBay's application token
     (never a secret from the environment). Changed under a row lock."""

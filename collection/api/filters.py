@@ -1,6 +1,7 @@
 import django_filters
 
 from collection.models import Category, CollectionRun, Offer, Product, Seller
+from collection.selectors import seen_in_run
 
 
 class RunFilter(django_filters.FilterSet):
@@ -19,6 +20,8 @@ class CategoryFilter(django_filters.FilterSet):
 
 
 class SellerFilter(django_filters.FilterSet):
+    run = django_filters.NumberFilter(method="seen_in_run", min_value=1,
+                                      help_text="Sellers this run's pages returned (not only the ones first seen there).")
     first_seen_run = django_filters.NumberFilter(field_name="first_seen_run_id", min_value=1)
     category = django_filters.NumberFilter(method="in_category", min_value=1)
     feedback_score_min = django_filters.NumberFilter(field_name="feedback_score", lookup_expr="gte")
@@ -29,6 +32,9 @@ class SellerFilter(django_filters.FilterSet):
     class Meta:
         model = Seller
         fields = ["platform", "account_type", "country"]
+
+    def seen_in_run(self, queryset, name, value):
+        return seen_in_run(queryset, value)
 
     def in_category(self, queryset, name, value):
         return queryset.filter(pk__in=Offer.objects.filter(product__category_id=value).values("seller_id"))
@@ -47,6 +53,8 @@ class OfferFilter(django_filters.FilterSet):
 
 
 class ProductFilter(django_filters.FilterSet):
+    run = django_filters.NumberFilter(method="seen_in_run", min_value=1,
+                                      help_text="Products this run's pages returned (not only the ones first seen there).")
     first_seen_run = django_filters.NumberFilter(field_name="first_seen_run_id", min_value=1)
     category = django_filters.NumberFilter(field_name="category_id", min_value=1)
     seller = django_filters.NumberFilter(method="sold_by", min_value=1, help_text="Products this seller offers.")
@@ -59,6 +67,9 @@ class ProductFilter(django_filters.FilterSet):
     class Meta:
         model = Product
         fields = ["platform", "condition", "location_country"]
+
+    def seen_in_run(self, queryset, name, value):
+        return seen_in_run(queryset, value)
 
     def sold_by(self, queryset, name, value):
         return queryset.filter(pk__in=Offer.objects.filter(seller_id=value).values("product_id"))

@@ -19,6 +19,7 @@ from collection.models import (
     EventKind,
     Offer,
     Product,
+    RunPage,
     RunUnit,
     Seller,
     UnitStatus,
@@ -64,7 +65,7 @@ def _param(name: str, pg_type: str, vendor: str) -> str:
     return f"%({name})s::{pg_type}" if vendor == "postgresql" else f"%({name})s"
 
 
-def _page_table(columns: dict[str, str], vendor: str) -> str:
+def _page_table(columns: dict[str, str], vendor: str, param: str = "rows") -> str:
     """The page's rows as table `p`, from one parameter `rows`: a JSON array of objects.
 
     One text parameter per statement, whatever the number of rows: the driver passes it as
@@ -73,9 +74,9 @@ def _page_table(columns: dict[str, str], vendor: str) -> str:
     driver far more per page than the database's work (bench/)."""
     if vendor == "postgresql":
         typed = ", ".join(f"{name} {pg_type}" for name, pg_type in columns.items())
-        return f"jsonb_to_recordset(%(rows)s::jsonb) AS p({typed})"
+        return f"jsonb_to_recordset(%({param})s::jsonb) AS p({typed})"
     picked = ", ".join(f"json_extract(value, '$.{name}') AS {name}" for name in columns)
-    return f"(SELECT {picked} FROM json_each(%(rows)s)) AS p"  # noqa: S608
+    return f"(SELECT {picked} FROM json_each(%({param})s)) AS p"  # noqa: S608
 
 
 SELLER_ROW = {"e": "varchar", "n": "varchar", "fs": "integer", "fp": "numeric", "at": "varchar", "co": "varchar"}
@@ -91,7 +92,8 @@ PRODUCT_COLUMNS = {"title": "t", "price": "p", "currency": "c", "url": "u", "con
 def page_sql(vendor: str) -> dict[str, str]:
     """The statements that store a page's items (see upsert_items), for one database vendor.
     Only constant identifiers are interpolated; every value is a bound parameter."""
-    seller, product, offer = (connection.ops.quote_name(m._meta.db_table) for m in (Seller, Product, Offer))
+    seller, product, offer, run_page = (
+        connection.ops.quote_name(m._meta.db_table) for m in (Seller, Product, Offer, RunPage))
     platform, run, now = (_param("platform", "varchar", vendor), _param("run", "bigint", vendor),
                           _param("now", "timestamptz", vendor))
     category = _param("category", "bigint", vendor)
@@ -128,7 +130,13 @@ def page_sql(vendor: str) -> dict[str, str]:
     )
     product_columns = ", ".join(PRODUCT_COLUMNS)
     product_values = ", ".join(f"p.{key}" for key in PRODUCT_COLUMNS.values())
-    return {
+    offer_columns = (f"INSERT INTO {offer} (product_id, seller_id, condition, price, currency, "  # noqa: S608
+                     "fulfilled_by_platform, first_seen_at, last_seen_at, last_seen_run_id) ")
+    offer_seller = f"(SELECT s.id FROM {seller} s WHERE s.platform = {platform} AND s.external_id = p.s)"  # noqa: S608
+    offer_conflict = ("ON CONFLICT (product_id, seller_id, condition) DO UPDATE SET price = excluded.price, "
+                      "currency = excluded.currency, fulfilled_by_platform = excluded.fulfilled_by_platform, "
+                      "last_seen_at = excluded.last_seen_at, last_seen_run_id = excluded.last_seen_run_id")
+    statements = {
         # WHERE true: SQLite would otherwise read ON CONFLICT as a join's ON.
         "sellers_insert": (
             f"INSERT INTO {seller} (platform, external_id, name, feedback_score, feedback_percent, account_type, "  # noqa: S608
@@ -147,17 +155,29 @@ def page_sql(vendor: str) -> dict[str, str]:
         ),
         # After the products and sellers (same transaction): both are found by their unique keys.
         "offers_upsert": (
-            f"INSERT INTO {offer} (product_id, seller_id, condition, price, currency, fulfilled_by_platform, "  # noqa: S608
-            f"first_seen_at, last_seen_at, last_seen_run_id) "
-            f"SELECT (SELECT x.id FROM {product} x WHERE x.platform = {platform} AND x.external_id = p.e), "
-            f"(SELECT s.id FROM {seller} s WHERE s.platform = {platform} AND s.external_id = p.s), "
-            f"p.cd, p.p, p.c, p.f, {now}, {now}, {run} FROM {_page_table(OFFER_ROW, vendor)} "
-            f"WHERE true ORDER BY p.e, p.s, p.cd ON CONFLICT (product_id, seller_id, condition) DO UPDATE SET "
-            f"price = excluded.price, currency = excluded.currency, "
-            f"fulfilled_by_platform = excluded.fulfilled_by_platform, last_seen_at = excluded.last_seen_at, "
-            f"last_seen_run_id = excluded.last_seen_run_id"
+            f"{offer_columns}SELECT (SELECT x.id FROM {product} x WHERE x.platform = {platform} "  # noqa: S608
+            f"AND x.external_id = p.e), {offer_seller}, p.cd, p.p, p.c, p.f, {now}, {now}, {run} "
+            f"FROM {_page_table(OFFER_ROW, vendor, 'offers')} WHERE true ORDER BY p.e, p.s, p.cd {offer_conflict}"
+        ),
+        # Seen in run: the page's product and seller ids, one row.
+        "run_page": (
+            f"INSERT INTO {run_page} (run_id, unit_id, page, products, sellers) "  # noqa: S608
+            f"VALUES ({run}, {_param('unit', 'bigint', vendor)}, {_param('page', 'integer', vendor)}, "
+            f"{_param('products', 'jsonb', vendor)}, {_param('sellers', 'jsonb', vendor)}) "
+            # a page already recorded: the unit's update matches nothing and all of it rolls back
+            f"ON CONFLICT (unit_id, page) DO NOTHING"
         ),
     }
+    if vendor == "postgresql":
+        # Products and their offers in one statement: the offers take the product ids the upsert
+        # returns instead of looking each one up again.
+        statements["products_offers_upsert"] = (
+            f"WITH up AS ({statements['products_upsert']} RETURNING id, external_id) "  # noqa: S608
+            f"{offer_columns}SELECT up.id, {offer_seller}, p.cd, p.p, p.c, p.f, {now}, {now}, {run} "
+            f"FROM {_page_table(OFFER_ROW, vendor, 'offers')} JOIN up ON up.external_id = p.e "
+            f"ORDER BY p.e, p.s, p.cd {offer_conflict}"
+        )
+    return statements
 
 
 def _decimal(value: Decimal | None) -> str | None:
@@ -204,7 +224,7 @@ def page_params(*, platform: str, items: list[ProductItem], run_id: int | None, 
     ]
     return ({**common, "rows": json.dumps(seller_rows)},
             {**common, "category": category_id, "rows": json.dumps(product_rows)},
-            {**common, "rows": json.dumps(offer_rows)})
+            {**common, "offers": json.dumps(offer_rows)})
 
 
 def upsert_items(*, platform: str, items: list[ProductItem], run_id: int | None,
@@ -226,17 +246,29 @@ def upsert_items(*, platform: str, items: list[ProductItem], run_id: int | None,
 
 
 def _items_execute(inserted, cursor, *, platform: str, items: list[ProductItem], run_id: int | None,
-                   category_id: int | None, sellers: list[SellerItem] = ()) -> None:
-    """Execute upsert_items' statements; `inserted` gets one row per new seller."""
+                   category_id: int | None, sellers: list[SellerItem] = (), seen: tuple[int, int] | None = None) -> None:
+    """Execute upsert_items' statements; `inserted` gets one row per new seller. With `seen`
+    (unit id, page index), the page's row of what the run has seen is written too."""
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     sql = page_sql(connection.vendor)
     seller_params, products, offers = page_params(platform=platform, items=items, run_id=run_id,
                                                   category_id=category_id, now=now, sellers=sellers)
     inserted.execute(sql["sellers_insert"], seller_params)
     cursor.execute(sql["sellers_refresh"], seller_params)
-    cursor.execute(sql["products_upsert"], products)
-    if offers["rows"] != "[]":  # a page without sellers (e.g. only products) has none
+    if offers["offers"] == "[]":  # a page without sellers (e.g. only products) has no offers
+        cursor.execute(sql["products_upsert"], products)
+    elif "products_offers_upsert" in sql:
+        cursor.execute(sql["products_offers_upsert"], {**products, "offers": offers["offers"]})
+    else:
+        cursor.execute(sql["products_upsert"], products)
         cursor.execute(sql["offers_upsert"], offers)
+    if seen is not None:
+        unit_id, page = seen
+        offered = sorted({item.seller.external_id for item in items if item.seller}
+                         | {offer.seller.external_id for item in items for offer in item.offers})
+        cursor.execute(sql["run_page"], {"run": run_id, "unit": unit_id, "page": page,
+                                         "products": json.dumps(sorted({item.external_id for item in items})),
+                                         "sellers": json.dumps(offered)})
 
 
 @contextmanager
@@ -293,7 +325,8 @@ def unit_checkpoint(record: PageCheckpoint) -> CheckpointResult | None:
                 # row; the items are sent with it and undone (rollback) if it matched nothing.
                 unit_cursor.execute(_unit_sql(), unit_params)
                 _items_execute(inserted, cursor, platform=record.platform, items=page.items, run_id=run_id,
-                               category_id=record.category_id, sellers=page.sellers)
+                               category_id=record.category_id, sellers=page.sellers,
+                               seen=(unit_id, page_index))
             if not unit_cursor.rowcount:
                 transaction.set_rollback(True)
                 return None

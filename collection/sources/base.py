@@ -255,6 +255,11 @@ class BaseSource:
         takes), from what the provider last reported; None when unknown or not such a source."""
         return None
 
+    def bucket_status(self) -> dict | None:
+        """For a token-bucket source: what the provider last reported of the key's bucket
+        ({"tokens_left", "refill_rate"}), without a call; None when unknown or not such a source."""
+        return None
+
     def fetch_page(self, *, category: Category, cursor: dict | None) -> Page:
         """One page of `category` starting at `cursor` (None: the beginning)."""
         raise NotImplementedError

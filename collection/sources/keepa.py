@@ -195,6 +195,12 @@ class KeepaSource(BaseSource):
             tokens += items
         return CategoryPlan(items=items, pages=pages, cost=self.token_price * tokens, tokens=tokens)
 
+    def bucket_status(self) -> dict | None:
+        bucket = self.state.read(self._bucket_name()) if settings.KEEPA_API_KEY else {}
+        if "left" not in bucket:
+            return None
+        return {"tokens_left": int(bucket["left"]), "refill_rate": int(bucket["rate"])}
+
     def refill_rate(self) -> int | None:
         if not settings.KEEPA_API_KEY:
             return None

@@ -10,7 +10,7 @@ from collection.models import CollectionRun, RunStatus
 from collection.services.checkpoint import upsert_items
 from collection.sources.demo import demo_item
 from tests.conftest import ROOT, Workers, make_categories, worker_env
-from tests.factories import seed_offers
+from tests.factories import make_run, seed_offers
 
 pytestmark = pytest.mark.django_db
 
@@ -102,3 +102,41 @@ def test_run_wait_follows_a_real_worker_to_the_end(tmp_path):
     assert "completed" in done.stdout and "pages 6, items 120" in done.stdout
     assert "pages" in done.stderr  # the progress bar
     assert CollectionRun.objects.get().status == RunStatus.COMPLETED
+
+
+def test_several_run_ids_are_all_attempted_and_the_exit_code_says_a_failure(capsys,
+                                                                            django_capture_on_commit_callbacks):
+    first, second = (make_run(categories=1, items=20, status=RunStatus.RUNNING) for _ in range(2))
+    with pytest.raises(CommandError) as caught:
+        call_command("collection_pause", str(first.pk), "424242", str(second.pk))
+    assert caught.value.returncode == 5 and "run #424242: not paused: run 424242 does not exist" in str(caught.value)
+    assert capsys.readouterr().out == f"run #{first.pk}: paused\nrun #{second.pk}: paused\n"
+    with pytest.raises(CommandError) as caught:
+        call_command("collection_status", str(first.pk), "424242")
+    assert caught.value.returncode == 5 and f"{first.pk:>6} paused" in capsys.readouterr().out
+
+
+def test_bad_status_and_bad_output_path_are_errors_not_tracebacks(tmp_path):
+    with pytest.raises(CommandError, match="invalid choice: 'runing'"):
+        call_command("collection_status", "--status", "runing")
+    with pytest.raises(CommandError) as caught:
+        call_command("collection_export", "sellers", "--output", str(tmp_path / "missing" / "x.csv"))
+    assert caught.value.returncode == 2 and "cannot write" in str(caught.value)
+    with pytest.raises(CommandError) as caught:
+        call_command("collection_export", "sellers", "--run", "424242")
+    assert caught.value.returncode == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_closed_pipe_ends_an_export_quietly():
+    cat = make_categories(1)[0]
+    upsert_items(platform="demo", items=[demo_item("pipe", i) for i in range(5000)], run_id=None, category_id=cat.pk)
+    # like `… | head -2`: read two lines, then close the pipe while the command still writes
+    proc = subprocess.Popen([sys.executable, "manage.py", "collection_export", "products"], cwd=ROOT, env=worker_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = [proc.stdout.readline(), proc.stdout.readline()]
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0
+    assert lines[0].startswith("id,platform,external_id") and lines[1]
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from rest_framework.test import APIClient
 
 from collection.models import CollectionRun, RunStatus, Seller
 from tests.conftest import ROOT, Workers, make_categories, wait_for
@@ -34,7 +35,7 @@ def browser_page(monkeypatch):
             args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"],
         )
-        context = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1000})
+        context = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 900})
         page = context.new_page()
         page.set_default_timeout(30_000)
         yield page
@@ -42,58 +43,92 @@ def browser_page(monkeypatch):
         browser.close()
 
 
-def test_operator_estimates_is_refused_over_budget_runs_and_exports(live_server, operator, browser_page, tmp_path):
+def shoot(page, name: str, *, full_page: bool = False) -> None:
+    """The page at 1400×900 (or whole), in light and dark mode, into artifacts/."""
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{scheme}.png"), full_page=full_page)
+    page.emulate_media(color_scheme="light")
+
+
+def pick_categories(page, categories) -> None:
+    """Choose categories in the add page's search box (the admin's autocomplete)."""
+    for category in categories:
+        page.click("#id_categories + .select2 .select2-selection")
+        page.fill(".select2-container--open .select2-search__field", category.external_id)
+        page.click(f".select2-results__option:text-is('{category}')")
+
+
+def test_operator_drives_a_run_from_its_page_and_follows_what_it_saw(live_server, operator, browser_page, tmp_path):
     page = browser_page
     ARTIFACTS.mkdir(exist_ok=True)
-    cats = make_categories(3, items=60)
-    workers = Workers(tmp_path, DEMO_LATENCY_MS=30, COLLECTION_SLICE_SECONDS=1)
+    cats = make_categories(3, items=300)  # 45 pages: long enough to pause in the middle
+    workers = Workers(tmp_path, DEMO_LATENCY_MS=120, COLLECTION_SLICE_SECONDS=1)
     workers.start(1)
     try:
         page.goto(f"{live_server.url}/admin/login/")
         page.fill("#id_username", "op")
         page.fill("#id_password", "op-password-123")
         page.click("input[type=submit]")
-        page.wait_for_selector("#site-name")
+        page.wait_for_selector("#collection-dashboard")
 
         page.goto(f"{live_server.url}/admin/collection/collectionrun/add/")
-        page.select_option("#id_categories_from", [str(c.pk) for c in cats])
-        page.click("#id_categories_add")
+        pick_categories(page, cats)
         page.click("input[name=_estimate]")
         page.wait_for_selector("#estimate")
-        assert page.inner_text("#estimate-total") == "0.2700 USD"  # 3 × (3 × 0.01 + 60 × 0.001)
-        page.screenshot(path=str(ARTIFACTS / "add-run-estimate.png"), full_page=True)
+        assert page.inner_text("#estimate-total") == "1.3500 USD"  # 3 × (15 pages × 0.01 + 300 × 0.001)
+        shoot(page, "add-run-estimate")
 
-        # the form keeps the chosen categories
-        page.fill("#id_budget_cap", "0.20")
-        page.click("input[name=_save]")
+        page.fill("#id_budget_cap", "0.50")  # the form keeps the chosen categories
+        page.click("input[name=_save_start]")
         page.wait_for_selector("#refusal")
         assert "exceeds the requested run cap" in page.inner_text("#refusal")
-        page.emulate_media(color_scheme="dark")
-        page.screenshot(path=str(ARTIFACTS / "add-run-refused-dark.png"), full_page=True)
-        page.emulate_media(color_scheme="light")
+        shoot(page, "add-run-refused")
         assert CollectionRun.objects.count() == 0
 
         page.fill("#id_budget_cap", "")
-        page.click("input[name=_save]")
+        page.click("input[name=_save_start]")
         page.wait_for_selector(".messagelist .success")
         run = CollectionRun.objects.get()
+        assert "created and started" in page.inner_text(".messagelist")
 
-        page.goto(f"{live_server.url}/admin/collection/collectionrun/")
-        page.check(f"input[name=_selected_action][value='{run.pk}']")
-        page.select_option("select[name=action]", "start_runs")
-        page.click("button[name=index]")
+        def progressed():
+            page.reload()
+            return CollectionRun.objects.get(pk=run.pk).pages_done >= 5 and "Running" in page.inner_text("#run-status")
+
+        wait_for(progressed, timeout=60, interval=0.3, message="the run page to show progress")
+        page.click("#run-controls button[value=pause]")
+        page.wait_for_selector(".messagelist .success")
+        assert "Paused" in page.inner_text("#run-status")
+        assert {b.get_attribute("value") for b in page.locator("#run-controls button").all()} == {"resume", "cancel"}
+        shoot(page, "run-page-paused", full_page=True)
+        page.click("#run-controls button[value=resume]")
         page.wait_for_selector(".messagelist .success")
 
-        def completed_on_page():
-            page.goto(f"{live_server.url}/admin/collection/collectionrun/")
-            return "Completed" in page.inner_text("#result_list") and "100%" in page.inner_text("#result_list")
+        def completed():
+            page.reload()
+            return "Completed" in page.inner_text("#run-status")
 
-        wait_for(completed_on_page, timeout=90, interval=0.5, message="the runs list to show 100% completed")
-        assert CollectionRun.objects.get().status == RunStatus.COMPLETED
-        page.screenshot(path=str(ARTIFACTS / "runs-list.png"), full_page=True)
+        wait_for(completed, timeout=120, interval=0.5, message="the run page to show the run completed")
+        assert page.locator("svg polyline").count() == 1 and page.locator("#run-controls button").count() == 0
+        shoot(page, "run-page-completed", full_page=True)
+
+        page.goto(f"{live_server.url}/admin/collection/collectionrun/")
+        shoot(page, "runs-list")
         page.goto(f"{live_server.url}/admin/collection/collectionrun/{run.pk}/change/")
-        assert page.locator("svg polyline").count() == 1
-        page.screenshot(path=str(ARTIFACTS / "run-page.png"), full_page=True)
+        link = page.inner_text("#sellers-seen")
+        page.click("#sellers-seen")
+        page.wait_for_selector("#result_list")
+        api = APIClient()
+        api.force_authenticate(operator)
+        seen = api.get("/api/collection/sellers/", {"run": run.pk, "page_size": 1000}).json()["results"]
+        assert link == f"Sellers seen ({len(seen)})" and seen
+        assert f"{len(seen)} seller" in page.inner_text("#changelist-form .paginator")
+        shoot(page, "sellers-seen-in-run")
+        page.goto(f"{live_server.url}/admin/collection/product/?run={run.pk}")
+        shoot(page, "products-seen-in-run")
+        page.goto(f"{live_server.url}/admin/")
+        shoot(page, "admin-index-dashboard")
 
         page.goto(f"{live_server.url}/admin/collection/seller/")
         page.check("#action-toggle")
@@ -104,12 +139,13 @@ def test_operator_estimates_is_refused_over_budget_runs_and_exports(live_server,
         rows = list(csv.reader(io.StringIO(Path(path).read_text())))
     finally:
         workers.stop()
+    assert CollectionRun.objects.get().status == RunStatus.COMPLETED
     assert rows[0][2] == "external_id"
     exported = {row[2] for row in rows[1:]}
     # the changelist selects one page (100 rows) at a time
     assert exported and exported <= set(Seller.objects.values_list("external_id", flat=True))
     assert len(exported) == min(100, Seller.objects.count())
-    assert os.path.getsize(ARTIFACTS / "runs-list.png") > 0
+    assert os.path.getsize(ARTIFACTS / "run-page-completed-dark.png") > 0
 
 
 def test_admin_browsable_api_and_api_docs_work_under_the_content_security_policy(live_server, operator, browser_page):
@@ -126,8 +162,9 @@ def test_admin_browsable_api_and_api_docs_work_under_the_content_security_policy
     page.click("input[type=submit]")
     page.wait_for_selector("#site-name")
     page.goto(f"{live_server.url}/admin/collection/collectionrun/add/")
-    page.wait_for_selector("#id_categories_from")  # the filtered picker is built by the admin's scripts
-    assert page.locator("#id_categories_from option").count() == 2
+    page.click("#id_categories + .select2 .select2-selection")  # the search box is built by the admin's scripts
+    page.wait_for_selector(".select2-results__option >> nth=1")
+    assert page.locator(".select2-results__option").count() == 2
     page.goto(f"{live_server.url}/api/collection/runs/")
     page.wait_for_selector(".response-info")
     page.goto(f"{live_server.url}/api/docs/")

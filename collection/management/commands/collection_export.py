@@ -1,6 +1,10 @@
+from django.core.management.base import CommandError
+
 from collection.exports import OFFER_FIELDS, PRODUCT_FIELDS, SELLER_FIELDS, csv_rows
 from collection.management.base import CollectionCommand
-from collection.models import Offer, Product, Seller
+from collection.models import CollectionRun, Offer, Product, Seller
+from collection.selectors import seen_in_run
+from collection.services.errors import RunNotFound
 
 FIELDS = {"sellers": (Seller, SELLER_FIELDS), "products": (Product, PRODUCT_FIELDS), "offers": (Offer, OFFER_FIELDS)}
 
@@ -13,7 +17,8 @@ class Command(CollectionCommand):
         parser.add_argument("what", choices=sorted(FIELDS))
         parser.add_argument("--output", "-o", help="file to write (default: stdout)")
         parser.add_argument("--platform", help="only this platform")
-        parser.add_argument("--run", type=int, help="only rows first seen in this run (offers: last seen)")
+        parser.add_argument("--run", type=int, help="only rows this run's pages returned (seen in the run, not only "
+                                                    "first seen there; offers: last seen in it)")
 
     def run(self, *, what, output, platform, run, **options):
         model, fields = FIELDS[what]
@@ -21,9 +26,14 @@ class Command(CollectionCommand):
         if platform:
             queryset = queryset.filter(**{"product__platform" if model is Offer else "platform": platform})
         if run:
-            queryset = queryset.filter(**{"last_seen_run_id" if model is Offer else "first_seen_run_id": run})
+            queryset = seen_in_run(queryset, run)
+        if run and not CollectionRun.objects.filter(pk=run).exists():
+            raise RunNotFound(run)
         rows = 0
-        target = open(output, "w", newline="", encoding="utf-8") if output else self.stdout  # noqa: SIM115
+        try:
+            target = open(output, "w", newline="", encoding="utf-8") if output else self.stdout  # noqa: SIM115
+        except OSError as error:
+            raise CommandError(f"cannot write {output}: {error.strerror}", returncode=2) from None
         try:
             for line in csv_rows(queryset, fields):
                 if output:

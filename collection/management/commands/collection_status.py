@@ -1,5 +1,8 @@
-from collection.management.base import CollectionCommand, run_as_dict
-from collection.models import CollectionRun
+from django.core.management.base import CommandError
+
+from collection.management.base import CollectionCommand, exit_code, run_as_dict
+from collection.models import CollectionRun, RunStatus
+from collection.services.errors import RunNotFound
 from collection.services.runs import run_get
 
 
@@ -9,11 +12,18 @@ class Command(CollectionCommand):
     def add_arguments(self, parser):
         super().add_arguments(parser)
         parser.add_argument("runs", nargs="*", type=int, help="run ids (default: the 20 latest)")
-        parser.add_argument("--status", help="only runs with this status")
+        parser.add_argument("--status", choices=RunStatus.values, help="only runs with this status")
 
     def run(self, *, runs, status, json, **options):
+        missing = []
         if runs:
-            found = [run_get(run_id) for run_id in runs]
+            found = []
+            for run_id in runs:  # every id is looked up and reported; a missing one sets the exit code
+                try:
+                    found.append(run_get(run_id))
+                except RunNotFound as error:
+                    missing.append(error)
+                    self.stderr.write(str(error))
         else:
             queryset = CollectionRun.objects.all()
             if status:
@@ -30,5 +40,8 @@ class Command(CollectionCommand):
                 f"{run.pk:>6} {run.status:<10} {run.pause_reason or '-':<12} {run.source:<8} {run.progress_percent:>7}% "
                 f"{run.pages_done:>7} {run.items_done:>8} {f'{run.spent:.2f} / {run.budget_cap:.2f}':>22}"
             )
-        if not found:
-            self.stdout.write("no runs")
+        if not found and not missing:
+            self.stdout.write("no runs" + (f" with status {status}" if status else ""))
+        if missing:
+            raise missing[0] if len(missing) == len(runs) else CommandError(
+                f"{len(missing)} of {len(runs)} runs not found", returncode=exit_code(missing[0]))

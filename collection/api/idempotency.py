@@ -32,10 +32,15 @@ def fingerprint(data) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def replay_or_run(request, create) -> Response:
-    """Run `create()` (which returns a Response) once per (user, key); replay it afterwards."""
+def replay_or_run(request, create, *, prepare=None, location=None) -> Response:
+    """Run `create()` (which returns a Response) once per (user, key); replay it afterwards.
+    `prepare()` runs first, outside the transaction that records the key: work whose effects
+    must survive a refusal (e.g. probes the provider charged for). `location(data)` gives a
+    replayed 201 its Location header."""
     key = request.headers.get(HEADER)
     if key is None:
+        if prepare is not None:
+            prepare()
         return create()
     if not key or len(key) > 255 or not key.isprintable():
         raise KeyInvalid
@@ -45,7 +50,13 @@ def replay_or_run(request, create) -> Response:
         if found is not None:
             if found.fingerprint != body:
                 raise KeyReused
-            return Response(found.response, status=found.status_code, headers={"Idempotent-Replayed": "true"})
+            headers = {"Idempotent-Replayed": "true"}
+            if found.status_code == status.HTTP_201_CREATED and location is not None:
+                headers["Location"] = location(found.response)
+            return Response(found.response, status=found.status_code, headers=headers)
+        if prepare is not None:
+            prepare()
+            prepare = None
         try:
             with transaction.atomic():
                 record = IdempotencyKey.objects.create(user=request.user, key=key, fingerprint=body)

@@ -8,11 +8,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.filters import OrderingFilter, SearchFilter
 from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from collection.exports import OFFER_FIELDS, PRODUCT_FIELDS, SELLER_FIELDS, csv_response
@@ -35,7 +37,36 @@ ERRORS = {
 }
 
 
-class SettingsView(APIView):
+PAGINATION_PARAMS = ("limit_query_param", "offset_query_param", "cursor_query_param", "page_size_query_param")
+
+
+class KnownQueryParams:
+    """Refuses query parameters the endpoint does not know, with 400 naming them: a typo such as
+    `?stauts=` or an unsupported filter must not silently return everything."""
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        unknown = sorted(set(request.query_params) - self.known_query_params())
+        if unknown:
+            raise ValidationError({name: ["Unknown query parameter."] for name in unknown})
+
+    def known_query_params(self) -> set[str]:
+        known = {api_settings.URL_FORMAT_OVERRIDE}
+        paginator = getattr(self, "paginator", None)
+        if paginator is not None:
+            known |= {getattr(paginator, name) for name in PAGINATION_PARAMS if getattr(paginator, name, None)}
+        backends = getattr(self, "filter_backends", ())
+        if SearchFilter in backends:
+            known.add(api_settings.SEARCH_PARAM)
+        if OrderingFilter in backends:
+            known.add(api_settings.ORDERING_PARAM)
+        filterset = getattr(self, "filterset_class", None)
+        if DjangoFilterBackend in backends and filterset is not None:
+            known |= set(filterset.base_filters)
+        return known
+
+
+class SettingsView(KnownQueryParams, APIView):
     @extend_schema(responses=s.SettingsSerializer)
     def get(self, request):
         return Response(s.SettingsSerializer(CollectionSettings.load()).data)
@@ -48,13 +79,13 @@ class SettingsView(APIView):
         return Response(s.SettingsSerializer(saved).data)
 
 
-class SourcesView(APIView):
+class SourcesView(KnownQueryParams, APIView):
     @extend_schema(responses=s.SourceSerializer(many=True))
     def get(self, request):
         return Response([source_for(key).describe() for key in source_keys()])
 
 
-class EstimateView(APIView):
+class EstimateView(KnownQueryParams, APIView):
     @extend_schema(request=s.EstimateRequestSerializer, responses={200: s.EstimateSerializer, 400: ERRORS[400]})
     def post(self, request):
         data = _valid(s.EstimateRequestSerializer, request.data)
@@ -63,7 +94,7 @@ class EstimateView(APIView):
         return Response(est.as_dict())
 
 
-class CategoryViewSet(viewsets.ReadOnlyModelViewSet):
+class CategoryViewSet(KnownQueryParams, viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 in JSON
     queryset = Category.objects.all().order_by("platform", "name", "id")
     serializer_class = s.CategorySerializer
@@ -79,7 +110,7 @@ class CategoryViewSet(viewsets.ReadOnlyModelViewSet):
                                                                            409: ERRORS[409]}),
     destroy=extend_schema(responses={204: None, 409: ERRORS[409]}),
 )
-class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class RunViewSet(KnownQueryParams, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     lookup_value_regex = "[^/]+"
     serializer_class = s.RunSerializer
     filter_backends = [DjangoFilterBackend, OrderingFilter]
@@ -92,13 +123,22 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return runs_with_categories()
 
     def create(self, request):
-        def make():
-            data = _valid(s.RunCreateSerializer, request.data)
-            run = runs.run_create(source=data["source"], category_ids=data["categories"],
-                                  budget_cap=data.get("budget_cap"), actor=request.user, probe=data["probe"])
-            return Response(self._render(run.pk), status=status.HTTP_201_CREATED)
+        data = _valid(s.RunCreateSerializer, request.data)
 
-        return replay_or_run(request, make)
+        def probe():  # outside the idempotency record's transaction: probes are real spend
+            if data["probe"]:
+                runs.run_probe(source=data["source"], category_ids=data["categories"],
+                               budget_cap=data.get("budget_cap"))
+
+        def make():
+            run = runs.run_create(source=data["source"], category_ids=data["categories"],
+                                  budget_cap=data.get("budget_cap"), actor=request.user, probe=False)
+            return Response(self._render(run.pk), status=status.HTTP_201_CREATED, headers={"Location": where(run.pk)})
+
+        def where(run_id) -> str:
+            return reverse("run-detail", args=[run_id], request=request)
+
+        return replay_or_run(request, make, prepare=probe, location=lambda data: where(data["id"]))
 
     def partial_update(self, request, pk=None):
         data = _valid(s.RunUpdateSerializer, request.data)
@@ -177,7 +217,7 @@ class ByIdCursor(CursorPagination):
             raise ParseError({"cursor": ["Invalid cursor."]}) from None
 
 
-class DiscoveredViewSet(viewsets.ReadOnlyModelViewSet):
+class DiscoveredViewSet(KnownQueryParams, viewsets.ReadOnlyModelViewSet):
     """Sellers and products: search, filters, ordering, cursor pagination, `?format=csv`."""
 
     lookup_value_regex = "[^/]+"

@@ -34,17 +34,9 @@ def run_create(*, source, category_ids, budget_cap=None, actor=None, probe: bool
     """Create a pending run with one unit per category, snapshotting the estimate and the cap.
     Raises InvalidInput or BudgetExceeded (carrying the estimate) and then writes nothing."""
     settings = CollectionSettings.load()
-    errors: dict = {}
-    requested = parse_money(budget_cap, field="budget_cap", errors=errors, allow_none=True)
-    if errors:
-        raise InvalidInput(errors)
-    if requested is not None and requested > settings.run_budget_cap:
-        raise InvalidInput({
-            "budget_cap": f"Must not exceed the per-run cap in settings ({settings.run_budget_cap} {settings.currency})."
-        })
+    requested = _requested_cap(budget_cap, settings)
     if probe:
-        # Probing calls the provider: do it before the transaction, never while holding locks.
-        make_estimate(source=source, category_ids=category_ids, budget_cap=requested, probe=True)
+        run_probe(source=source, category_ids=category_ids, budget_cap=requested)
     with transaction.atomic():
         est = make_estimate(source=source, category_ids=category_ids, budget_cap=requested, probe=False)
         if not est.within_budget:
@@ -65,6 +57,28 @@ def run_create(*, source, category_ids, budget_cap=None, actor=None, probe: bool
             estimate=str(est.total_cost), budget_cap=str(run.budget_cap), categories=len(est.categories),
         )
     return run
+
+
+def _requested_cap(budget_cap, settings: CollectionSettings):
+    """The run cap asked for (None: the settings' per-run cap), checked against that cap."""
+    errors: dict = {}
+    requested = parse_money(budget_cap, field="budget_cap", errors=errors, allow_none=True)
+    if errors:
+        raise InvalidInput(errors)
+    if requested is not None and requested > settings.run_budget_cap:
+        raise InvalidInput({
+            "budget_cap": f"Must not exceed the per-run cap in settings ({settings.run_budget_cap} {settings.currency})."
+        })
+    return requested
+
+
+def run_probe(*, source, category_ids, budget_cap=None) -> None:
+    """Ask the source for the sizes of the categories that have none (a run's creation does this
+    first). The calls really happen, so what they cost (charged to the month, counted against
+    the quota) and the sizes they found must stay whatever follows: never call this inside a
+    transaction that a refusal would roll back — nor while holding locks."""
+    requested = _requested_cap(budget_cap, CollectionSettings.load())
+    make_estimate(source=source, category_ids=category_ids, budget_cap=requested, probe=True)
 
 
 def _source_configured(source_key: str) -> None:

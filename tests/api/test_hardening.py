@@ -12,6 +12,7 @@ import httpx
 import pytest
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from collection.exports import safe_cell
 from collection.services.checkpoint import upsert_items
@@ -119,3 +120,21 @@ def test_repeated_failed_admin_logins_lock_the_account_out(client, operator):
     assert not client.get("/admin/").wsgi_request.user.is_authenticated
     other = client.post("/admin/login/", {"username": "someone", "password": "x", "next": "/admin/"})
     assert other.status_code == 200  # another username from the same address is not locked
+
+
+def test_errors_under_the_api_have_a_code_and_a_detail(api):
+    unknown = api.get("/api/collection/nothing-here/")
+    assert unknown.status_code == 404 and unknown["Content-Type"] == "application/json"
+    assert unknown.json() == {"code": "not_found", "detail": "No API endpoint at /api/collection/nothing-here/."}
+    missing = api.get("/api/collection/runs/424242/").json()
+    assert missing["code"] == "not_found" and missing["detail"]
+    wrong_method = api.put("/api/collection/runs/", {}, format="json").json()
+    assert wrong_method["code"] == "method_not_allowed" and wrong_method["detail"]
+    anonymous = APIClient().get("/api/collection/runs/").json()
+    assert anonymous["code"] == "not_authenticated" and anonymous["detail"]
+    cats = make_categories(1, items=20)
+    payload = {"source": "demo", "categories": [cats[0].pk]}
+    assert api.post("/api/collection/runs/", payload, format="json", HTTP_IDEMPOTENCY_KEY="k-1").status_code == 201
+    reused = api.post("/api/collection/runs/", {**payload, "budget_cap": "5"}, format="json",
+                      HTTP_IDEMPOTENCY_KEY="k-1")
+    assert reused.status_code == 409 and reused.json()["code"] == "idempotency_key_reused"

@@ -207,3 +207,23 @@ def test_load_categories_from_a_taxonomy_file(tmp_path, capsys):
         call_command("collection_load_categories", "ebay", str(tmp_path / "broken.json"))
     with pytest.raises(CommandError, match="unknown source"):
         call_command("collection_load_categories", "nope", str(path))
+
+
+@pytest.mark.parametrize("key", [None, "probe-then-refuse-1"])
+def test_probes_are_real_spend_even_when_creation_is_refused(fake, operator, key):
+    """The probes really reached eBay: their charge, their quota calls and the sizes they found
+    stay when the run is refused over budget, with or without an Idempotency-Key."""
+    from collection.models import BudgetPeriod
+
+    cats = ebay_categories(fake.scenario, {"31388": 12_345, "220": 35})
+    api = APIClient()
+    api.force_authenticate(operator)
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+    refused = api.post("/api/collection/runs/", {"source": "ebay", "categories": [c.pk for c in cats],
+                                                 "budget_cap": "0.05"}, format="json", **headers)
+    assert refused.status_code == 400 and refused.json()["code"] == "budget_exceeded"
+    assert CollectionRun.objects.count() == 0
+    assert len(fake.scenario.searches) == 2  # two probes reached eBay ...
+    assert BudgetPeriod.objects.get().spent == Decimal("0.02")  # ... were charged ...
+    assert QuotaPeriod.objects.get(source="ebay").used == 2  # ... counted ...
+    assert Category.objects.get(external_id="31388").known_item_count == 12_345  # ... and what they found is kept

@@ -11,7 +11,6 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from collection.charts import spend_chart_svg
@@ -194,11 +193,10 @@ class CollectionRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="ETA")
     def eta(self, run):
-        if run.status != RunStatus.RUNNING or not run.started_at or not run.pages_done:
+        left = run.eta_seconds
+        if left is None:
             return "—"
-        elapsed = (timezone.now() - run.started_at).total_seconds()
-        left = max(run.pages_estimated - run.pages_done, 0) * elapsed / run.pages_done
-        return f"{int(left // 60)}m {int(left % 60)}s"
+        return f"{left // 3600}h {left % 3600 // 60}m" if left >= 3600 else f"{left // 60}m {left % 60}s"
 
     def has_automation_permission(self, request):
         return request.user.has_perm("collection.automation")

@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Round
 from django.db.models.lookups import GreaterThanOrEqual
+from django.utils import timezone
 
 from collection.money import MONEY
 
@@ -219,6 +220,14 @@ class CollectionRun(models.Model):
             return 100
         expected = max(self.pages_estimated, 1)
         return min(99, int(self.pages_done * 100 / expected))
+
+    @property
+    def eta_seconds(self) -> int | None:
+        """While running: the estimated pages left at the pace so far (None when unknown)."""
+        if self.status != RunStatus.RUNNING or not self.started_at or not self.pages_done:
+            return None
+        elapsed = (timezone.now() - self.started_at).total_seconds()
+        return int(max(self.pages_estimated - self.pages_done, 0) * elapsed / self.pages_done)
 
 
 class RunUnit(models.Model):

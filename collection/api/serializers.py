@@ -104,13 +104,15 @@ class RunSerializer(serializers.ModelSerializer):
     estimate = EstimateSerializer(read_only=True)
     categories = serializers.SerializerMethodField()
     progress = serializers.IntegerField(source="progress_percent", read_only=True)
+    eta_seconds = serializers.IntegerField(read_only=True, allow_null=True,
+                                           help_text="While running: seconds left at the pace so far.")
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = CollectionRun
-        fields = ["id", "source", "status", "pause_reason", "budget_cap", "spent", "reserved", "currency",
-                  "estimate", "categories", "units_total", "units_done", "units_failed", "pages_done", "items_done",
-                  "sellers_new", "items_unreachable", "progress", "created_by", "created_at", "started_at",
+        fields = ["id", "source", "status", "pause_reason", "budget_cap", "spent", "reserved", "estimated_cost",
+                  "currency", "estimate", "categories", "units_total", "units_done", "units_failed", "pages_done", "items_done",
+                  "sellers_new", "items_unreachable", "progress", "eta_seconds", "created_by", "created_at", "started_at",
                   "paused_at", "resumed_at", "finished_at", "quota_resets_at", "error"]
         read_only_fields = fields
 

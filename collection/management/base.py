@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from django.core.management.base import BaseCommand, CommandError
 
+from collection.api.serializers import RunSerializer
 from collection.models import CollectionRun
 from collection.services import runs as run_services
 from collection.services.errors import BudgetExceeded, CollectionError, InvalidInput, InvalidTransition, RunNotFound
@@ -72,15 +73,9 @@ def _default(value):
     raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
-RUN_FIELDS = ("id", "source", "status", "pause_reason", "budget_cap", "spent", "reserved", "estimated_cost",
-              "currency", "units_total", "units_done", "units_failed", "pages_done", "items_done", "sellers_new",
-              "error", "created_at", "started_at", "paused_at", "finished_at")
-
-
 def run_as_dict(run: CollectionRun) -> dict:
-    data = {name: getattr(run, name) for name in RUN_FIELDS}
-    data["progress"] = run.progress_percent
-    return data
+    """A run as the API shows it (the same serializer: the same names and time formats)."""
+    return RunSerializer(run).data
 
 
 def transition_command(action: str, verb: str) -> type[CollectionCommand]:

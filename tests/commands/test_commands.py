@@ -140,3 +140,15 @@ def test_a_closed_pipe_ends_an_export_quietly():
     assert proc.wait(timeout=60) == 0
     assert lines[0].startswith("id,platform,external_id") and lines[1]
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+def test_json_output_is_the_apis_run_representation(capsys, operator):
+    from rest_framework.test import APIClient
+
+    run = make_run(categories=1, items=20)
+    from_command = json.loads(out(capsys, "collection_status", str(run.pk), "--json"))[0]
+    api = APIClient()
+    api.force_authenticate(operator)
+    from_api = api.get(f"/api/collection/runs/{run.pk}/").json()
+    assert from_command == from_api  # same names, same time and money formats
+    assert from_api["estimated_cost"] == "0.0300" and "eta_seconds" in from_api

@@ -31,11 +31,10 @@ from collection.services import runs
 from collection.services.categories import category_add_by_id
 from collection.services.errors import BudgetExceeded, CollectionError, InvalidInput
 from collection.services.estimate import estimate
-from collection.services.lifecycle import ACTIONS
+from collection.services.lifecycle import ACTION_DONE, ACTIONS
 from collection.services.settings import settings_update
 from collection.sources import get_source, source_keys
 
-PAST = {"start": "started", "pause": "paused", "resume": "resumed", "cancel": "cancelled"}
 STATUS_COLOURS = {
     RunStatus.PENDING: "#6c757d", RunStatus.RUNNING: "#0d6efd", RunStatus.PAUSED: "#fd7e14",
     RunStatus.COMPLETED: "#198754", RunStatus.FAILED: "#dc3545", RunStatus.CANCELLED: "#495057",
@@ -323,7 +322,7 @@ class CollectionRunAdmin(admin.ModelAdmin):
             return redirect("admin:collection_collectionrun_change", run_id)
         if not request.user.has_perm("collection.automation"):
             raise PermissionDenied
-        self._apply(request, CollectionRun.objects.filter(pk=run_id), action, PAST[action])
+        self._apply(request, CollectionRun.objects.filter(pk=run_id), action, ACTION_DONE[action])
         return redirect("admin:collection_collectionrun_change", run_id)
 
 

@@ -13,6 +13,7 @@ from collection.api.serializers import RunSerializer
 from collection.models import CollectionRun
 from collection.services import runs as run_services
 from collection.services.errors import BudgetExceeded, CollectionError, InvalidInput, InvalidTransition, RunNotFound
+from collection.services.lifecycle import ACTION_DONE
 
 
 def exit_code(error: CollectionError) -> int:
@@ -81,7 +82,7 @@ def run_as_dict(run: CollectionRun) -> dict:
 def transition_command(action: str, verb: str) -> type[CollectionCommand]:
     """The pause / resume / cancel commands: one service call per run id."""
     service = getattr(run_services, f"run_{action}")
-    past = {"start": "started", "pause": "paused", "resume": "resumed", "cancel": "cancelled"}[action]
+    past = ACTION_DONE[action]
 
     class Command(CollectionCommand):
         help = f"{verb.capitalize()} runs (by id), through the same service as the admin and the API."

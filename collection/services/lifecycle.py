@@ -26,6 +26,9 @@ ACTIONS: dict[str, tuple[frozenset[RunStatus], RunStatus]] = {
     "fail": (frozenset({RunStatus.RUNNING, RunStatus.PAUSED}), RunStatus.FAILED),
 }
 
+# What an operator's action did, in words (messages in the admin and the commands).
+ACTION_DONE = {"start": "started", "pause": "paused", "resume": "resumed", "cancel": "cancelled"}
+
 _STAMPS = {
     "start": ("started_at", "started_by", EventKind.STARTED),
     "pause": ("paused_at", "paused_by", EventKind.PAUSED),

@@ -83,6 +83,7 @@ def operators_group() -> Group:
     group, created = Group.objects.get_or_create(name="Operators")
     if created:
         codenames = importlib.import_module("collection.migrations.0002_operators_group").OPERATOR_PERMISSIONS
+        codenames = [*codenames, "view_offer"]  # what 0008_offers adds to the group
         group.permissions.add(*Permission.objects.filter(content_type__app_label="collection", codename__in=codenames))
     assert apps.is_installed("collection")
     return group

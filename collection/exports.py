@@ -36,9 +36,11 @@ def safe_cell(value):
 
 
 def csv_rows(queryset, fields: tuple[str, ...]):
+    """In the queryset's order (the list's `?ordering=`), by id when it has none."""
     writer = csv.writer(_Echo())
     yield writer.writerow(fields)
-    for row in queryset.order_by("pk").values_list(*fields).iterator(chunk_size=2000):
+    rows = queryset if queryset.query.order_by else queryset.order_by("pk")
+    for row in rows.values_list(*fields).iterator(chunk_size=2000):
         yield writer.writerow([safe_cell(value) for value in row])
 
 

@@ -215,15 +215,14 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["collection.api.permissions.CanAutomate"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "collection.api.schema.CollectionAutoSchema",
     "EXCEPTION_HANDLER": "collection.api.errors.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
-    "PAGE_SIZE": 50,
-    "DEFAULT_PARSER_CLASSES": [
-        "collection.api.parsers.SafeJSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # One way to page through every list (collection/api/pagination.py).
+    "DEFAULT_PAGINATION_CLASS": "collection.api.pagination.Cursor",
+    "PAGE_SIZE": 100,
+    # Request bodies are JSON only (415 otherwise): one encoding to document and validate.
+    "DEFAULT_PARSER_CLASSES": ["collection.api.parsers.SafeJSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     # Per token (or session user) and per address for anonymous requests; the counters live in
     # the cache (CACHE_URL: per process by default, shared with e.g. redis:// in production).
     "DEFAULT_THROTTLE_CLASSES": [

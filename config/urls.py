@@ -1,8 +1,10 @@
 from django.contrib import admin
+from django.contrib.auth.views import redirect_to_login
 from django.http import JsonResponse
-from django.urls import include, path
+from django.urls import include, path, reverse
 from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
 
 from collection.api.permissions import CanAutomate
 
@@ -16,14 +18,24 @@ def not_found(request, exception=None):
 
 handler404 = not_found
 
+
+class DocsView(SpectacularSwaggerSplitView):
+    """Swagger UI: an anonymous visitor is sent to log in and comes back, not shown a bare 401."""
+
+    permission_classes = [CanAutomate]
+
+    def handle_exception(self, exc):
+        if isinstance(exc, (NotAuthenticated, AuthenticationFailed)):
+            return redirect_to_login(self.request.get_full_path(), reverse("rest_framework:login"))
+        return super().handle_exception(exc)
+
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/collection/", include("collection.api.urls")),
+    # Log in and out for the browsable API and /api/docs/ (a session; clients use tokens).
+    path("api/auth/", include("rest_framework.urls")),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[CanAutomate]), name="schema"),
     # The split view serves Swagger UI's initialising script from a URL: it runs under the CSP.
-    path(
-        "api/docs/",
-        SpectacularSwaggerSplitView.as_view(url_name="schema", permission_classes=[CanAutomate]),
-        name="swagger-ui",
-    ),
+    path("api/docs/", DocsView.as_view(url_name="schema"), name="swagger-ui"),
 ]

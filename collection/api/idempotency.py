@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 from django.db import IntegrityError, transaction
 from rest_framework import status
@@ -14,6 +15,7 @@ from rest_framework.response import Response
 from collection.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
+KEY_PATTERN = r"[!-~]|[!-~][ -~]{0,253}[!-~]"  # 1 to 255 printable ASCII, no space at either end
 
 
 class KeyReused(APIException):
@@ -25,7 +27,7 @@ class KeyReused(APIException):
 class KeyInvalid(APIException):
     status_code = status.HTTP_400_BAD_REQUEST
     default_code = "invalid"
-    default_detail = {"Idempotency-Key": ["Must be 1 to 255 printable characters."]}
+    default_detail = {"Idempotency-Key": ["Must be 1 to 255 printable ASCII characters."]}
 
 
 def fingerprint(data) -> str:
@@ -42,7 +44,7 @@ def replay_or_run(request, create, *, prepare=None, location=None) -> Response:
         if prepare is not None:
             prepare()
         return create()
-    if not key or len(key) > 255 or not key.isprintable():
+    if not re.fullmatch(KEY_PATTERN, key):
         raise KeyInvalid
     body = fingerprint(request.data)
     for _ in range(2):

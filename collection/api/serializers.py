@@ -1,5 +1,9 @@
+import re
 from decimal import Decimal
 
+from django.core.validators import RegexValidator
+from django.db import models
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from collection.models import (
@@ -7,26 +11,122 @@ from collection.models import (
     CollectionRun,
     CollectionSettings,
     Offer,
+    PauseReason,
     Product,
     RunEvent,
     RunUnit,
     Seller,
 )
 from collection.money import MAX_MONEY, MONEY
+from collection.services.source_state import source_for
 from collection.services.validation import MAX_CATEGORIES
+from collection.sources import source_keys
 
 MONEY_INPUT = {**MONEY, "min_value": Decimal("0"), "max_value": MAX_MONEY, "coerce_to_string": True}
+# An amount a client sends: a string (a JSON number is a float in most clients), 0 to MAX_MONEY
+# at the money scale. The schema publishes this pattern and the field enforces exactly it.
+_WHOLE = len(str(int(MAX_MONEY))) - 1
+MONEY_PATTERN = (rf"^(?:[0-9]{{1,{_WHOLE}}}(?:\.[0-9]{{1,{MONEY['decimal_places']}}})?"
+                 rf"|{int(MAX_MONEY)}(?:\.0{{1,{MONEY['decimal_places']}}})?)$")
 
 
-class SettingsSerializer(serializers.ModelSerializer):
+@extend_schema_field({"type": "string", "format": "decimal", "pattern": MONEY_PATTERN, "example": "25.00"})
+class MoneyInput(serializers.DecimalField):
+    default_error_messages = {
+        "money": f'An amount as a string, e.g. "25.00": 0 to {int(MAX_MONEY)}, at most '
+                 f'{MONEY["decimal_places"]} decimal places.',
+    }
+
+    def __init__(self, **kwargs):
+        super().__init__(**{**MONEY_INPUT, **kwargs})
+
+    def validate_empty_values(self, data):
+        if data == "":  # DRF would take "" for null
+            self.fail("money")
+        return super().validate_empty_values(data)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not re.fullmatch(MONEY_PATTERN, data):
+            self.fail("money")
+        return super().to_internal_value(data)
+
+
+class JSONTyped:
+    """Input of the JSON type the schema names: DRF would turn "5" into 5, 1 into True and 5
+    into "5"; a client whose request does not match the published schema is told, not guessed."""
+
+    json_types: tuple[type, ...] = ()
+    type_name = ""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) and bool not in self.json_types or not isinstance(data, self.json_types):
+            raise serializers.ValidationError(f"Must be {self.type_name}.", code="invalid")
+        return super().to_internal_value(data)
+
+
+class StrictInteger(JSONTyped, serializers.IntegerField):
+    json_types, type_name = (int,), "a whole number"
+
+
+class StrictBoolean(JSONTyped, serializers.BooleanField):
+    json_types, type_name = (bool,), "true or false"
+
+
+class StrictChar(JSONTyped, serializers.CharField):
+    json_types, type_name = (str,), "a string"
+
+
+class StrictChoice(JSONTyped, serializers.ChoiceField):
+    json_types, type_name = (str,), "a string"
+
+
+class SourceChoice(StrictChoice):
+    """A source that can run now: registered and configured (the schema lists exactly those); a
+    registered source without its configuration is refused with what is missing."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=[], help_text="A configured source's key (see sources/).", **kwargs)
+        self.missing = {key: source_for(key).missing_configuration() for key in source_keys()}
+        self.choices = [key for key, missing in self.missing.items() if not missing]
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and self.missing.get(data):
+            raise serializers.ValidationError(self.missing[data], code="not_configured")
+        return super().to_internal_value(data)
+
+
+class StrictModelSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.IntegerField: StrictInteger,
+        models.PositiveIntegerField: StrictInteger,
+        models.PositiveSmallIntegerField: StrictInteger,
+        models.CharField: StrictChar,
+        models.BooleanField: StrictBoolean,
+    }
+    serializer_choice_field = StrictChoice
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error under /api/: what went wrong as a code and a sentence; refused input by field."""
+
+    code = serializers.CharField(help_text="Machine-readable: invalid, budget_exceeded, invalid_transition, "
+                                           "not_found, not_authenticated, permission_denied, throttled, …")
+    detail = serializers.CharField(help_text="For people; names every refused field.")
+    errors = serializers.DictField(child=serializers.JSONField(), required=False,
+                                   help_text="Refused input: messages by field (or query parameter).")
+
+
+class SettingsSerializer(StrictModelSerializer):
+    run_budget_cap = MoneyInput(help_text="The most one run may spend.")
+    monthly_budget_cap = MoneyInput(help_text="The most all runs together may spend in a calendar month.")
+    currency = StrictChar(validators=[RegexValidator(r"^[A-Z]{3}\Z", "Three capital letters (ISO 4217), e.g. USD.")],
+                          help_text="ISO 4217 code, e.g. USD.")
+
     class Meta:
         model = CollectionSettings
         exclude = ["id"]
         read_only_fields = ["updated_at"]
-        extra_kwargs = {
-            "run_budget_cap": {"min_value": Decimal("0"), "max_value": MAX_MONEY},
-            "monthly_budget_cap": {"min_value": Decimal("0"), "max_value": MAX_MONEY},
-        }
 
 
 class PricingSerializer(serializers.Serializer):
@@ -55,11 +155,12 @@ class CategorySerializer(serializers.ModelSerializer):
 
 
 class EstimateRequestSerializer(serializers.Serializer):
-    probe = serializers.BooleanField(default=True, help_text="Ask the source for unknown categories' sizes.")
-    source = serializers.CharField(max_length=32)
-    categories = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
-                                       allow_empty=False, max_length=MAX_CATEGORIES)
-    budget_cap = serializers.DecimalField(required=False, allow_null=True, **MONEY_INPUT)
+    probe = StrictBoolean(default=True, help_text="Ask the source for unknown categories' sizes.")
+    source = SourceChoice()
+    categories = serializers.ListField(child=StrictInteger(min_value=1, max_value=2**63 - 1),
+                                       min_length=1, max_length=MAX_CATEGORIES)
+
+    budget_cap = MoneyInput(required=False, allow_null=True)
 
 
 class CategoryEstimateSerializer(serializers.Serializer):
@@ -102,11 +203,13 @@ class EstimateSerializer(serializers.Serializer):
 
 class RunSerializer(serializers.ModelSerializer):
     estimate = EstimateSerializer(read_only=True)
+    pause_reason = serializers.ChoiceField(choices=PauseReason.choices, allow_blank=True, read_only=True,
+                                           help_text="Why a paused run is paused; empty otherwise.")
     categories = serializers.SerializerMethodField()
     progress = serializers.IntegerField(source="progress_percent", read_only=True)
     eta_seconds = serializers.IntegerField(read_only=True, allow_null=True,
                                            help_text="While running: seconds left at the pace so far.")
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = CollectionRun
@@ -128,7 +231,7 @@ class RunCreateSerializer(EstimateRequestSerializer):
 
 
 class RunUpdateSerializer(serializers.Serializer):
-    budget_cap = serializers.DecimalField(**MONEY_INPUT)
+    budget_cap = MoneyInput(required=False, help_text="The run's new cap. Leaving it out changes nothing.")
 
 
 class UnitSerializer(serializers.ModelSerializer):
@@ -149,7 +252,8 @@ class UnitSerializer(serializers.ModelSerializer):
 
 
 class EventSerializer(serializers.ModelSerializer):
-    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True,
+                                         help_text="Who did it; null for the system (workers, recovery).")
 
     class Meta:
         model = RunEvent

@@ -1,16 +1,13 @@
 """The REST API. Thin: parse with a serializer, call a service, render; errors are mapped to
 HTTP in one place (collection/api/errors.py)."""
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import StreamingHttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ParseError, ValidationError
-from rest_framework.filters import OrderingFilter, SearchFilter
-from rest_framework.pagination import CursorPagination
+from rest_framework.exceptions import ValidationError
+from rest_framework.filters import SearchFilter
 from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
@@ -27,14 +24,11 @@ from collection.services.source_state import source_for
 from collection.sources import source_keys
 
 from . import serializers as s
-from .filters import CategoryFilter, OfferFilter, ProductFilter, RunFilter, SellerFilter
-from .idempotency import replay_or_run
+from .filters import CategoryFilter, OfferFilter, OneOrdering, ProductFilter, RunFilter, SellerFilter
+from .idempotency import KEY_PATTERN, replay_or_run
 
-ERRORS = {
-    400: OpenApiResponse(OpenApiTypes.OBJECT, description="Invalid input (errors by field) or over budget"),
-    404: OpenApiResponse(OpenApiTypes.OBJECT, description="Unknown id"),
-    409: OpenApiResponse(OpenApiTypes.OBJECT, description="Illegal transition"),
-}
+OVER_BUDGET = OpenApiResponse(s.ErrorSerializer, description=(
+    "Refused input by field, or over budget: `code` budget_exceeded with the `estimate` and the reason."))
 
 
 PAGINATION_PARAMS = ("limit_query_param", "offset_query_param", "cursor_query_param", "page_size_query_param")
@@ -58,7 +52,7 @@ class KnownQueryParams:
         backends = getattr(self, "filter_backends", ())
         if SearchFilter in backends:
             known.add(api_settings.SEARCH_PARAM)
-        if OrderingFilter in backends:
+        if OneOrdering in backends:
             known.add(api_settings.ORDERING_PARAM)
         filterset = getattr(self, "filterset_class", None)
         if DjangoFilterBackend in backends and filterset is not None:
@@ -71,7 +65,7 @@ class SettingsView(KnownQueryParams, APIView):
     def get(self, request):
         return Response(s.SettingsSerializer(CollectionSettings.load()).data)
 
-    @extend_schema(request=s.SettingsSerializer, responses={200: s.SettingsSerializer, 400: ERRORS[400]})
+    @extend_schema(request=s.SettingsSerializer, responses=s.SettingsSerializer)
     def patch(self, request):
         serializer = s.SettingsSerializer(CollectionSettings.load(), data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
@@ -86,7 +80,7 @@ class SourcesView(KnownQueryParams, APIView):
 
 
 class EstimateView(KnownQueryParams, APIView):
-    @extend_schema(request=s.EstimateRequestSerializer, responses={200: s.EstimateSerializer, 400: ERRORS[400]})
+    @extend_schema(request=s.EstimateRequestSerializer, responses=s.EstimateSerializer)
     def post(self, request):
         data = _valid(s.EstimateRequestSerializer, request.data)
         est = estimate(source=data["source"], category_ids=data["categories"], budget_cap=data.get("budget_cap"),
@@ -96,7 +90,7 @@ class EstimateView(KnownQueryParams, APIView):
 
 class CategoryViewSet(KnownQueryParams, viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 in JSON
-    queryset = Category.objects.all().order_by("platform", "name", "id")
+    queryset = Category.objects.all()
     serializer_class = s.CategorySerializer
     filter_backends = [DjangoFilterBackend, SearchFilter]
     filterset_class = CategoryFilter
@@ -104,18 +98,21 @@ class CategoryViewSet(KnownQueryParams, viewsets.ReadOnlyModelViewSet):
 
 
 @extend_schema_view(
-    create=extend_schema(request=s.RunCreateSerializer, responses={201: s.RunSerializer, 400: ERRORS[400]},
-                         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)]),
-    partial_update=extend_schema(request=s.RunUpdateSerializer, responses={200: s.RunSerializer, 400: ERRORS[400],
-                                                                           409: ERRORS[409]}),
-    destroy=extend_schema(responses={204: None, 409: ERRORS[409]}),
+    create=extend_schema(request=s.RunCreateSerializer, responses={201: s.RunSerializer, 400: OVER_BUDGET},
+                         parameters=[OpenApiParameter(
+                             "Idempotency-Key", {"type": "string", "pattern": f"^(?:{KEY_PATTERN})$"},
+                             OpenApiParameter.HEADER,
+                             description="Makes a retry safe: the same key and body replay the first answer.")]),
+    partial_update=extend_schema(request=s.RunUpdateSerializer, responses={200: s.RunSerializer, 400: OVER_BUDGET}),
+    destroy=extend_schema(responses={204: None}),
 )
 class RunViewSet(KnownQueryParams, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     lookup_value_regex = "[^/]+"
     serializer_class = s.RunSerializer
-    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filter_backends = [DjangoFilterBackend, OneOrdering]
     filterset_class = RunFilter
-    ordering_fields = ["id", "created_at", "status", "spent"]
+    conflicting_actions = ("create", "partial_update", "destroy", "start", "pause", "resume", "cancel")  # 409
+    ordering_fields = ["id", "created_at"]  # index-backed; filter by status instead
     ordering = ["-created_at", "-id"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
@@ -142,9 +139,10 @@ class RunViewSet(KnownQueryParams, mixins.ListModelMixin, mixins.RetrieveModelMi
 
     def partial_update(self, request, pk=None):
         data = _valid(s.RunUpdateSerializer, request.data)
-        run = runs.run_update_budget_cap(run_id=self.get_object().pk, budget_cap=data["budget_cap"],
-                                         actor=request.user)
-        return Response(self._render(run.pk))
+        run_id = self.get_object().pk
+        if "budget_cap" in data:
+            runs.run_update_budget_cap(run_id=run_id, budget_cap=data["budget_cap"], actor=request.user)
+        return Response(self._render(run_id))
 
     def destroy(self, request, pk=None):
         runs.run_delete(run_id=self.get_object().pk, actor=request.user)
@@ -157,22 +155,22 @@ class RunViewSet(KnownQueryParams, mixins.ListModelMixin, mixins.RetrieveModelMi
         run = service(run_id=self.get_object().pk, actor=request.user)
         return Response(self._render(run.pk))
 
-    @extend_schema(request=None, responses={200: s.RunSerializer, 404: ERRORS[404], 409: ERRORS[409]})
+    @extend_schema(request=None, responses=s.RunSerializer)
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
         return self._transition(request, runs.run_start)
 
-    @extend_schema(request=None, responses={200: s.RunSerializer, 404: ERRORS[404], 409: ERRORS[409]})
+    @extend_schema(request=None, responses=s.RunSerializer)
     @action(detail=True, methods=["post"])
     def pause(self, request, pk=None):
         return self._transition(request, runs.run_pause)
 
-    @extend_schema(request=None, responses={200: s.RunSerializer, 404: ERRORS[404], 409: ERRORS[409]})
+    @extend_schema(request=None, responses=s.RunSerializer)
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
         return self._transition(request, runs.run_resume)
 
-    @extend_schema(request=None, responses={200: s.RunSerializer, 404: ERRORS[404], 409: ERRORS[409]})
+    @extend_schema(request=None, responses=s.RunSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         return self._transition(request, runs.run_cancel)
@@ -203,39 +201,50 @@ class CSVRenderer(BaseRenderer):
         return b""
 
 
-class ByIdCursor(CursorPagination):
-    ordering = "id"
-    page_size = 100
-    page_size_query_param = "page_size"
-    max_page_size = 1000
-
-    def paginate_queryset(self, queryset, request, view=None):
-        """A cursor whose position does not fit the ordering (e.g. `p=abc` on ids) is bad input."""
-        try:
-            return super().paginate_queryset(queryset, request, view)
-        except (ValueError, TypeError, DjangoValidationError):
-            raise ParseError({"cursor": ["Invalid cursor."]}) from None
-
-
 class DiscoveredViewSet(KnownQueryParams, viewsets.ReadOnlyModelViewSet):
     """Sellers and products: search, filters, ordering, cursor pagination, `?format=csv`."""
 
     lookup_value_regex = "[^/]+"
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
-    pagination_class = ByIdCursor
-    filter_backends = [DjangoFilterBackend, SearchFilter, OrderingFilter]
+    filter_backends = [DjangoFilterBackend, SearchFilter, OneOrdering]
+    # Sorts a cursor can page through: non-null keys (a price is often unknown: filter by
+    # `price_min`/`price_max` instead).
     ordering_fields = ["id", "first_seen_at", "last_seen_at"]
+    ordering = ["id"]
     csv_fields: tuple[str, ...] = ()
+
+    def get_renderers(self):
+        renderers = super().get_renderers()
+        if self.action not in ("list", None):  # CSV is a list's export; one object is JSON
+            renderers = [renderer for renderer in renderers if not isinstance(renderer, CSVRenderer)]
+        return renderers
 
     def list(self, request, *args, **kwargs):
         if request.accepted_renderer.format == "csv":
-            queryset = self.filter_queryset(self.get_queryset())
-            return csv_response(queryset, self.csv_fields, filename=f"{self.basename}s.csv")
+            return self._csv(request)
         return super().list(request, *args, **kwargs)
+
+    def _csv(self, request):
+        """The whole filtered list, in its order; with `page_size` or `cursor`, one page of it, the
+        neighbouring pages in a `Link` header (RFC 8288)."""
+        queryset = self.filter_queryset(self.get_queryset())
+        links = {}
+        paginator = self.paginator
+        if {paginator.cursor_query_param, paginator.page_size_query_param} & set(request.query_params):
+            page = self.paginate_queryset(queryset)
+            queryset = queryset.filter(pk__in=[row.pk for row in page])
+            links = {"next": paginator.get_next_link(), "prev": paginator.get_previous_link()}
+        response = csv_response(queryset, self.csv_fields, filename=f"{self.basename}s.csv")
+        if any(links.values()):
+            response["Link"] = ", ".join(f'<{url}>; rel="{rel}"' for rel, url in links.items() if url)
+        return response
 
     def finalize_response(self, request, response, *args, **kwargs):
         if isinstance(response, StreamingHttpResponse):
             return response
+        if getattr(response, "exception", False) and getattr(request, "accepted_renderer", None) \
+                and request.accepted_renderer.format == "csv":  # a refused CSV request says why, in JSON
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)
 
 
@@ -254,7 +263,6 @@ class OfferViewSet(DiscoveredViewSet):
     serializer_class = s.OfferSerializer
     filterset_class = OfferFilter
     search_fields = ["=product__external_id", "=seller__external_id"]
-    ordering_fields = ["id", "first_seen_at", "last_seen_at", "price"]
     csv_fields = OFFER_FIELDS
 
 
@@ -263,7 +271,6 @@ class ProductViewSet(DiscoveredViewSet):
     serializer_class = s.ProductSerializer
     filterset_class = ProductFilter
     search_fields = ["=external_id", "title"]
-    ordering_fields = [*DiscoveredViewSet.ordering_fields, "price"]
     csv_fields = PRODUCT_FIELDS
 
 

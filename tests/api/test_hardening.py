@@ -38,12 +38,15 @@ def test_a_deeply_nested_json_body_is_a_400_not_a_500(served):
     assert "nested too deeply" in response.json()["detail"]
 
 
-def test_a_cursor_whose_position_is_not_a_number_is_a_400(served):
+def test_a_cursor_that_leads_nowhere_is_a_404_not_a_500(served):
     url, headers = served
     cursor = base64.b64encode(b"p=not-a-number").decode()
     for path in ("sellers", "products"):
         response = httpx.get(f"{url}/api/collection/{path}/", params={"cursor": cursor}, headers=headers)
-        assert response.status_code == 400 and response.json() == {"cursor": ["Invalid cursor."]}
+        assert response.status_code == 404 and response.json()["code"] == "invalid_cursor"
+    for junk in ("a", base64.b64encode(b"o=x").decode()):  # not base64; an offset that is no number
+        response = httpx.get(f"{url}/api/collection/runs/", params={"cursor": junk}, headers=headers)
+        assert response.status_code == 404 and response.json()["code"] == "invalid_cursor"
 
 
 FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"click\")", "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]

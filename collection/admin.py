@@ -8,9 +8,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from collection.charts import spend_chart_svg
@@ -26,7 +28,7 @@ from collection.models import (
     Seller,
 )
 from collection.money import MONEY
-from collection.selectors import month_budget, seen_counts, seen_in_run, source_quota
+from collection.selectors import distinct_values, month_budget, search, seen_counts, seen_in_run, source_quota
 from collection.services import runs
 from collection.services.categories import category_add_by_id
 from collection.services.errors import BudgetExceeded, CollectionError, InvalidInput
@@ -410,6 +412,56 @@ class CsvExportMixin:
         return csv_response(queryset, self.export_fields, filename=f"{self.opts.model_name}s.csv")
 
 
+class CappedCountPaginator(Paginator):
+    """Counts at most CAP + 1 rows (a COUNT over a LIMIT): counting millions of rows reads
+    millions of rows on every page. The pagination template says "more than CAP" past it."""
+
+    CAP = 10_000
+
+    @cached_property
+    def count(self):
+        return self.object_list[: self.CAP + 1].count()
+
+
+class AtScale:
+    """Changelists of tables with millions of rows: searches and filters that an index serves
+    (selectors.search, filter choices by a loose index scan), a capped count, and only the
+    sorts an index serves (`sortable_by`)."""
+
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+
+    def get_search_results(self, request, queryset, search_term):
+        return search(queryset, self.search_fields, search_term), False
+
+
+class IndexedValuesFilter(admin.AllValuesFieldListFilter):
+    """A column's values as choices, found through its index (selectors.distinct_values), not by
+    SELECT DISTINCT over the whole table on every page."""
+
+    def __init__(self, field, request, params, model, model_admin, field_path):
+        super().__init__(field, request, params, model, model_admin, field_path)
+        self.lookup_choices = distinct_values(model, field_path)
+
+
+class PlatformFilter(admin.SimpleListFilter):
+    """The registered sources' platforms (a handful, known without a query)."""
+
+    title = "platform"
+    parameter_name = "platform"
+    field = "platform"
+
+    def lookups(self, request, model_admin):
+        return [(platform, platform) for platform in sorted({get_source(key).platform for key in source_keys()})]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(**{self.field: self.value()}) if self.value() else queryset
+
+
+class ProductPlatformFilter(PlatformFilter):
+    field = "product__platform"
+
+
 class SeenInRunFilter(admin.SimpleListFilter):
     """Sellers or products a run's pages returned ("seen in run"), e.g. from the run page's links.
     Lists the latest runs; any run id works in the URL (`?run=`)."""
@@ -445,21 +497,21 @@ class FeedbackScoreFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         low, high = self.RANGES.get(self.value(), (None, None))
-        field = "feedback_score" if queryset.model is Seller else "seller__feedback_score"
         if low is not None:
-            queryset = queryset.filter(**{f"{field}__gte": low})
+            queryset = queryset.filter(feedback_score__gte=low)
         if high is not None:
-            queryset = queryset.filter(**{f"{field}__lt": high})
+            queryset = queryset.filter(feedback_score__lt=high)
         return queryset
 
 
 @admin.register(Seller)
-class SellerAdmin(DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmin):
+class SellerAdmin(AtScale, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmin):
     list_display = ("external_id", "name", "platform", "account_type", "country", "feedback_score", "feedback_percent",
                     "times_seen", "first_seen_at", "last_seen_at", "products_link")
-    list_filter = (SeenInRunFilter, "platform", "account_type", "country", FeedbackScoreFilter, "first_seen_at")
+    list_filter = (SeenInRunFilter, PlatformFilter, ("account_type", IndexedValuesFilter),
+                   ("country", IndexedValuesFilter), FeedbackScoreFilter, "first_seen_at")
     search_fields = ("=external_id", "name")
-    show_full_result_count = False
+    sortable_by = ("external_id", "feedback_score", "first_seen_at")
     actions = ("export_csv",)
     raw_id_fields = ("first_seen_run", "last_seen_run")
     export_fields = SELLER_FIELDS
@@ -496,13 +548,13 @@ class OfferInline(admin.TabularInline):
 
 
 @admin.register(Offer)
-class OfferAdmin(DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmin):
+class OfferAdmin(AtScale, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmin):
     list_display = ("product_link", "seller_link", "condition", "price", "currency", "fulfilled_by_platform",
-                    "last_seen_at")
-    list_filter = ("product__platform", "condition", "fulfilled_by_platform", "last_seen_at")
+                    "first_seen_at", "last_seen_at")
+    list_filter = (ProductPlatformFilter, ("condition", IndexedValuesFilter), "fulfilled_by_platform", "first_seen_at")
     search_fields = ("=product__external_id", "=seller__external_id")
     list_select_related = ("product", "seller")
-    show_full_result_count = False
+    sortable_by = ("first_seen_at",)
     actions = ("export_csv",)
     raw_id_fields = ("product", "seller", "last_seen_run")
     export_fields = OFFER_FIELDS
@@ -525,14 +577,14 @@ class OfferAdmin(DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmin):
 
 
 @admin.register(Product)
-class ProductAdmin(DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmin):
+class ProductAdmin(AtScale, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmin):
     list_display = ("external_id", "short_title", "price", "currency", "buying_options", "condition", "location_country",
                     "seller_link", "category", "first_seen_at")
-    list_filter = (SeenInRunFilter, "platform", "buying_options", "condition", "location_country", FeedbackScoreFilter,
-                   "first_seen_at")
-    search_fields = ("=external_id", "title", "=seller__external_id")
+    list_filter = (SeenInRunFilter, PlatformFilter, ("condition", IndexedValuesFilter),
+                   ("location_country", IndexedValuesFilter), "first_seen_at")
+    search_fields = ("=external_id", "title")  # a seller's products: its "offers" link
     list_select_related = ("seller", "category")
-    show_full_result_count = False
+    sortable_by = ("external_id", "first_seen_at")
     actions = ("export_csv",)
     raw_id_fields = ("seller", "category", "first_seen_run")
     export_fields = PRODUCT_FIELDS

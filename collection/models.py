@@ -203,6 +203,7 @@ class CollectionRun(models.Model):
         indexes = [
             models.Index(fields=["status", "-created_at"], name="run_status_created_idx"),
             models.Index(fields=["source", "-created_at"], name="run_source_created_idx"),
+            models.Index(fields=["created_at", "id"], name="run_created_idx"),
         ]
         constraints = ledger_constraints("run", "budget_cap")
 
@@ -410,6 +411,8 @@ class Seller(models.Model):
             # both). The filters are selective enough on their own column.
             models.Index(fields=["account_type"], name="seller_account_type_idx3"),
             models.Index(fields=["country"], name="seller_country_idx3"),
+            models.Index(fields=["first_seen_at", "id"], name="seller_first_seen_idx"),
+            # And on PostgreSQL a trigram index for name search (migration 0012).
         ]
 
     def __str__(self):
@@ -428,7 +431,8 @@ class Product(models.Model):
     # the seller's unique key in the same transaction, and Django's deletion clears it.
     seller = models.ForeignKey(Seller, null=True, blank=True, on_delete=models.SET_NULL, related_name="products",
                                db_constraint=False)
-    category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="products")
+    category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="products",
+                                 db_index=False)  # product_category_idx (category, id) serves it
     condition = models.CharField(max_length=64, blank=True)
     buying_options = models.CharField(max_length=64, blank=True, help_text="e.g. AUCTION, FIXED_PRICE")
     location_country = models.CharField(max_length=2, blank=True)
@@ -444,6 +448,13 @@ class Product(models.Model):
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["external_id", "platform"], name="product_unique_external_id"),
+        ]
+        # And on PostgreSQL a trigram index for title search (migration 0012).
+        indexes = [
+            models.Index(fields=["first_seen_at", "id"], name="product_first_seen_idx"),
+            models.Index(fields=["category", "id"], name="product_category_idx"),
+            models.Index(fields=["condition", "id"], name="product_condition_idx"),
+            models.Index(fields=["location_country", "id"], name="product_country_idx"),
         ]
 
     def __str__(self):
@@ -480,6 +491,11 @@ class Offer(models.Model):
         constraints = [
             # Also the index of a product's offers (it leads with the product).
             models.UniqueConstraint(fields=["product", "seller", "condition"], name="offer_unique_per_condition"),
+        ]
+        indexes = [
+            models.Index(fields=["first_seen_at", "id"], name="offer_first_seen_idx"),
+            models.Index(fields=["condition", "id"], name="offer_condition_idx"),
+            models.Index(fields=["fulfilled_by_platform", "id"], name="offer_fulfilled_idx"),
         ]
 
     def __str__(self):

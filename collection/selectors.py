@@ -3,7 +3,7 @@
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -21,6 +21,46 @@ from collection.models import (
 )
 from collection.services.source_state import source_for
 from collection.sources import QuotaKind, UnknownSource
+
+MIN_PART = 3  # a trigram index serves a part of at least 3 characters
+
+
+def search(queryset: QuerySet, fields: tuple[str, ...] | list[str], text: str) -> QuerySet:
+    """What an operator types, word by word (every word must match): `=field` fields match the
+    word exactly (an external id: an index lookup, case-sensitive as the provider's ids are);
+    the others contain it, case-insensitively (a title or a name: the trigram index of
+    migration 0012 on PostgreSQL). One word of MIN_PART characters or more is enough for the
+    index to narrow the rows ("iphone 15"); when every word is shorter, they match exact fields
+    only: no index can find a part that short, and it would read every row."""
+    words = text.split()
+    partial = any(len(word) >= MIN_PART for word in words)
+    for word in words:
+        match = Q()
+        for field in fields:
+            if field.startswith("="):
+                match |= Q(**{f"{field[1:]}__exact": word})
+            elif partial:
+                match |= Q(**{f"{field}__icontains": word})
+        queryset = queryset.filter(match) if match else queryset.none()
+    return queryset
+
+
+def distinct_values(model, column: str, limit: int = 200) -> list:
+    """A column's distinct values (for a filter's choices) without reading the table: on
+    PostgreSQL a loose index scan (one index probe per value, through an index that leads with
+    the column), elsewhere SELECT DISTINCT. At most `limit` values."""
+    field = model._meta.get_field(column)
+    if connection.vendor != "postgresql":
+        return list(model.objects.order_by(column).values_list(column, flat=True).distinct()[:limit])
+    table, col = connection.ops.quote_name(model._meta.db_table), connection.ops.quote_name(field.column)
+    # Identifiers from the model's metadata, quoted; the one value is a parameter.
+    first = f"SELECT {col}, 1 FROM {table} ORDER BY {col} LIMIT 1"  # noqa: S608
+    after = f"SELECT {col} FROM {table} WHERE {col} > v.value ORDER BY {col} LIMIT 1"  # noqa: S608
+    loop = "n + 1 FROM v WHERE v.value IS NOT NULL AND n < %s) SELECT value FROM v WHERE value IS NOT NULL"
+    sql = f"WITH RECURSIVE v(value, n) AS (({first}) UNION ALL SELECT ({after}), {loop}"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [limit])
+        return [row[0] for row in cursor.fetchall()]
 
 
 def runs_with_categories() -> QuerySet[CollectionRun]:

@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import threading
+import time
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
@@ -22,6 +23,7 @@ from django.db import DatabaseError, close_old_connections, connection
 # Imported from CollectionConfig.ready() only, once the app registry is ready.
 from collection.models import RunUnit
 from collection.services.recovery import recover
+from collection.services.retention import prune
 
 logger = logging.getLogger("collection.recovery")
 
@@ -72,10 +74,27 @@ def _recover_once(role: str, *, sweep: bool = False) -> None:
         connection.close()
 
 
+def _prune(role: str) -> None:
+    """Retention (services/retention.py), in batches; a failure is logged and tried next time."""
+    try:
+        counts = prune()
+        if any(counts.values()):
+            logger.info("retention (%s, pid %s): %s", role, os.getpid(), counts)
+    except DatabaseError as error:
+        logger.warning("retention skipped: %s", error)
+    finally:
+        close_old_connections()
+        connection.close()
+
+
 def _sweep_forever(role: str, interval: float, stop: threading.Event) -> None:
     _recover_once(role)
+    every, last_prune = settings.COLLECTION_PRUNE_EVERY_SECONDS, None
     while not stop.wait(interval):
         _recover_once(role, sweep=True)
+        if every > 0 and (last_prune is None or time.monotonic() - last_prune >= every):
+            last_prune = time.monotonic()
+            _prune(role)
 
 
 def process_started(*, role: str) -> threading.Thread | None:

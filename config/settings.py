@@ -262,6 +262,13 @@ COLLECTION_RETRY_BASE_SECONDS = env.float("COLLECTION_RETRY_BASE_SECONDS", defau
 COLLECTION_RETRY_MAX_SECONDS = env.float("COLLECTION_RETRY_MAX_SECONDS", default=300.0)
 # Recover interrupted runs when a web or worker process starts.
 COLLECTION_RECOVER_ON_START = env.bool("COLLECTION_RECOVER_ON_START", default=True)
+# Retention (collection/services/retention.py): how many days what grows with every run is kept
+# (0 keeps it forever), and how often worker processes prune (0: never; `collection_prune` by hand).
+COLLECTION_KEEP_TASK_RESULTS_DAYS = env.int("COLLECTION_KEEP_TASK_RESULTS_DAYS", default=7)
+COLLECTION_KEEP_SPEND_SAMPLES_DAYS = env.int("COLLECTION_KEEP_SPEND_SAMPLES_DAYS", default=90)
+COLLECTION_KEEP_EVENT_NOISE_DAYS = env.int("COLLECTION_KEEP_EVENT_NOISE_DAYS", default=90)
+COLLECTION_KEEP_IDEMPOTENCY_KEYS_DAYS = env.int("COLLECTION_KEEP_IDEMPOTENCY_KEYS_DAYS", default=7)
+COLLECTION_PRUNE_EVERY_SECONDS = env.float("COLLECTION_PRUNE_EVERY_SECONDS", default=3600.0)
 
 DEMO_PAGE_SIZE = env.int("DEMO_PAGE_SIZE", default=20)
 DEMO_COST_PER_REQUEST = env.str("DEMO_COST_PER_REQUEST", default="0.01")

@@ -2,11 +2,11 @@ import django_filters
 from django import forms
 from drf_spectacular.utils import extend_schema_field
 from rest_framework.exceptions import ValidationError
-from rest_framework.filters import OrderingFilter
+from rest_framework.filters import OrderingFilter, SearchFilter
 
 from collection.models import Category, CollectionRun, Offer, Product, Seller
 from collection.money import MAX_MONEY
-from collection.selectors import seen_in_run
+from collection.selectors import MIN_PART, search, seen_in_run
 
 MAX_ID = 2**63 - 1
 MAX_INT = 2**31 - 1
@@ -64,6 +64,17 @@ class IdFilter(django_filters.NumberFilter):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, min_value=1, max_value=MAX_ID, **kwargs)
+
+
+class IndexedSearch(SearchFilter):
+    """`?search=` through `selectors.search`: exact external ids, parts of names and titles of
+    at least 3 characters, each served by an index."""
+
+    search_description = (f"Words that must all match: an exact external id, or part of the name/title "
+                          f"(at least {MIN_PART} characters).")
+
+    def filter_queryset(self, request, queryset, view):
+        return search(queryset, self.get_search_fields(view, request) or (), " ".join(self.get_search_terms(request)))
 
 
 class OneOrdering(OrderingFilter):
@@ -142,8 +153,6 @@ class ProductFilter(StrictFilterSet):
     first_seen_run = IdFilter(field_name="first_seen_run_id")
     category = IdFilter(field_name="category_id")
     seller = IdFilter(method="sold_by", help_text="Products this seller offers.")
-    feedback_score_min = bounded(IntegerFilter, -MAX_INT - 1, MAX_INT, field_name="seller__feedback_score", lookup_expr="gte")
-    feedback_score_max = bounded(IntegerFilter, -MAX_INT - 1, MAX_INT, field_name="seller__feedback_score", lookup_expr="lte")
     price_min = bounded(django_filters.NumberFilter, 0, MAX_MONEY, field_name="price", lookup_expr="gte")
     price_max = bounded(django_filters.NumberFilter, 0, MAX_MONEY, field_name="price", lookup_expr="lte")
     buying_option = django_filters.CharFilter(field_name="buying_options", lookup_expr="contains")

@@ -7,7 +7,6 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.filters import SearchFilter
 from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
@@ -24,7 +23,7 @@ from collection.services.source_state import source_for
 from collection.sources import source_keys
 
 from . import serializers as s
-from .filters import CategoryFilter, OfferFilter, OneOrdering, ProductFilter, RunFilter, SellerFilter
+from .filters import CategoryFilter, IndexedSearch, OfferFilter, OneOrdering, ProductFilter, RunFilter, SellerFilter
 from .idempotency import KEY_PATTERN, replay_or_run
 
 OVER_BUDGET = OpenApiResponse(s.ErrorSerializer, description=(
@@ -50,7 +49,7 @@ class KnownQueryParams:
         if paginator is not None:
             known |= {getattr(paginator, name) for name in PAGINATION_PARAMS if getattr(paginator, name, None)}
         backends = getattr(self, "filter_backends", ())
-        if SearchFilter in backends:
+        if IndexedSearch in backends:
             known.add(api_settings.SEARCH_PARAM)
         if OneOrdering in backends:
             known.add(api_settings.ORDERING_PARAM)
@@ -92,7 +91,7 @@ class CategoryViewSet(KnownQueryParams, viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 in JSON
     queryset = Category.objects.all()
     serializer_class = s.CategorySerializer
-    filter_backends = [DjangoFilterBackend, SearchFilter]
+    filter_backends = [DjangoFilterBackend, IndexedSearch]
     filterset_class = CategoryFilter
     search_fields = ["name", "=external_id"]
 
@@ -206,10 +205,10 @@ class DiscoveredViewSet(KnownQueryParams, viewsets.ReadOnlyModelViewSet):
 
     lookup_value_regex = "[^/]+"
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
-    filter_backends = [DjangoFilterBackend, SearchFilter, OneOrdering]
-    # Sorts a cursor can page through: non-null keys (a price is often unknown: filter by
-    # `price_min`/`price_max` instead).
-    ordering_fields = ["id", "first_seen_at", "last_seen_at"]
+    filter_backends = [DjangoFilterBackend, IndexedSearch, OneOrdering]
+    # Sorts an index serves and a cursor can page through (non-null, never rewritten: a price is
+    # often unknown, last seen changes with every sighting; filter on those instead).
+    ordering_fields = ["id", "first_seen_at"]
     ordering = ["id"]
     csv_fields: tuple[str, ...] = ()
 

@@ -1,0 +1,57 @@
+"""Search and sort at tens of millions of rows.
+
+* Part of a title or a seller's name: a trigram GIN index (pg_trgm) on UPPER(column), which is
+  what Django's `icontains` compares on PostgreSQL (UPPER(col) LIKE UPPER('%term%')). PostgreSQL
+  only: SQLite has no such index and searches by scanning.
+* The sorts the API and the admin offer (first seen, newest runs) and the filters on columns that
+  select few rows: B-tree indexes ending in the id, so a cursor page is a range read in order.
+
+Built CONCURRENTLY on PostgreSQL (the migration is not atomic), so adding them to a database
+with millions of rows does not block the workers' writes.
+"""
+
+from django.contrib.postgres.operations import TrigramExtension
+from django.db import migrations, models
+
+from collection.migrations._concurrently import add_index
+
+TRIGRAM = [  # (table, column, index name)
+    ("collection_product", "title", "product_title_trgm"),
+    ("collection_seller", "name", "seller_name_trgm"),
+]
+BTREE = [  # (model, index)
+    ("product", models.Index(fields=["first_seen_at", "id"], name="product_first_seen_idx")),
+    ("product", models.Index(fields=["condition", "id"], name="product_condition_idx")),
+    ("product", models.Index(fields=["location_country", "id"], name="product_country_idx")),
+    ("seller", models.Index(fields=["first_seen_at", "id"], name="seller_first_seen_idx")),
+    ("offer", models.Index(fields=["first_seen_at", "id"], name="offer_first_seen_idx")),
+    ("offer", models.Index(fields=["condition", "id"], name="offer_condition_idx")),
+    ("collectionrun", models.Index(fields=["created_at", "id"], name="run_created_idx")),
+]
+
+
+def add_trigram_indexes(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    for table, column, name in TRIGRAM:
+        schema_editor.execute(
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {table} USING gin (UPPER({column}) gin_trgm_ops)")
+
+
+def drop_trigram_indexes(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    for _, _, name in TRIGRAM:
+        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+
+
+class Migration(migrations.Migration):
+    atomic = False  # CREATE INDEX CONCURRENTLY cannot run inside a transaction
+
+    dependencies = [("collection", "0011_seen_in_run")]
+
+    operations = [
+        TrigramExtension(),
+        migrations.RunPython(add_trigram_indexes, drop_trigram_indexes),
+        *(add_index(model_name, index) for model_name, index in BTREE),
+    ]

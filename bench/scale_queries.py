@@ -52,7 +52,7 @@ def cases(data: dict) -> list[tuple[str, str]]:
         ("api products: search common word", f"{API}products/?search=phone"),
         ("api products: search part of a word", f"{API}products/?search=phon"),
         ("api products: search two words", f"{API}products/?search=wireless%20phone"),
-        ("api products: search rare model code", f"{API}products/?search={data['rare_code']}"),
+        ("api products: search a model code (~100 products)", f"{API}products/?search={data['rare_code']}"),
         ("api products: search no match", f"{API}products/?search=zzzqqq"),
         ("api products: search exact external id", f"{API}products/?search={product['external_id']}"),
         ("api products: platform", f"{API}products/?platform=amazon"),
@@ -90,7 +90,6 @@ def cases(data: dict) -> list[tuple[str, str]]:
         ("admin products", "/admin/collection/product/"),
         ("admin products: search word", "/admin/collection/product/?q=phone"),
         ("admin products: search exact id", f"/admin/collection/product/?q={product['external_id']}"),
-        ("admin products: condition", "/admin/collection/product/?condition=FOR_PARTS"),
         ("admin products: platform", "/admin/collection/product/?platform=amazon"),
         ("admin products: newest first", "/admin/collection/product/?o=-10"),
         ("admin products: seen in run", f"/admin/collection/product/?run={newest_run}"),
@@ -98,7 +97,7 @@ def cases(data: dict) -> list[tuple[str, str]]:
         ("admin sellers: search name", "/admin/collection/seller/?q=camera"),
         ("admin sellers: country", "/admin/collection/seller/?country=JP"),
         ("admin offers", "/admin/collection/offer/"),
-        ("admin offers: condition", "/admin/collection/offer/?condition=FOR_PARTS"),
+        ("admin offers: fulfilled by platform", "/admin/collection/offer/?fulfilled_by_platform__exact=1"),
         ("admin runs", "/admin/collection/collectionrun/"),
     ]
 

@@ -148,10 +148,13 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
     # engine repeats the same few statements for every page); empty disables it.
     if env.str("DATABASE_PREPARE_THRESHOLD", default="5"):
         _db["OPTIONS"]["prepare_threshold"] = env.int("DATABASE_PREPARE_THRESHOLD", default=5)
-    # A prepared statement still gets a plan for its values each time: a generic plan ignores
-    # them, and a search for a rare word planned as if it were common read 10 million rows
-    # (bench/scale_queries.py: 6 s instead of 4 ms). Parsing is still saved.
-    _db["OPTIONS"]["options"] = "-c plan_cache_mode=" + env.str("DATABASE_PLAN_CACHE_MODE", default="force_custom_plan")
+    # Serving processes plan a prepared statement for its values each time: a generic plan
+    # ignores them, and a search for a rare word planned as if it were common read 10 million
+    # rows (bench/scale_queries.py: 6 s instead of 4 ms). Workers keep PostgreSQL's choice: their
+    # few checkpoint statements gain from generic plans (re-planning each page cost 20 %, bench/).
+    _worker = sys.argv[1:2] == ["db_worker"]
+    _plan_cache = env.str("DATABASE_PLAN_CACHE_MODE", default="auto" if _worker else "force_custom_plan")
+    _db["OPTIONS"]["options"] = f"-c plan_cache_mode={_plan_cache}"
     _db["CONN_MAX_AGE"] = 0
     if env.str("TEST_DATABASE_NAME", default=""):
         _db["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME")}

@@ -79,7 +79,9 @@ class IndexedSearch(SearchFilter):
 
 class OneOrdering(OrderingFilter):
     """`?ordering=` takes one of the view's `ordering_fields`, optionally with `-`; anything else
-    is refused (DRF's filter would silently ignore it and return the default order)."""
+    is refused (DRF's filter would silently ignore it and return the default order). A view's
+    `ordering_aliases` sort a field by the index-backed one that has its order (first seen: the
+    id, given when a row is first stored)."""
 
     def choices(self, view) -> list[str]:
         return [f"{sign}{field}" for field in view.ordering_fields for sign in ("", "-")]
@@ -90,6 +92,8 @@ class OneOrdering(OrderingFilter):
             return self.get_default_ordering(view)
         if value not in self.choices(view):
             raise ValidationError({self.ordering_param: [f"One of: {', '.join(self.choices(view))}."]})
+        sign, field = ("-", value[1:]) if value.startswith("-") else ("", value)
+        value = sign + getattr(view, "ordering_aliases", {}).get(field, field)
         return [value, "-id" if value.startswith("-") else "id"] if value.lstrip("-") != "id" else [value]
 
     def get_schema_operation_parameters(self, view):

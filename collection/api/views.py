@@ -207,8 +207,10 @@ class DiscoveredViewSet(KnownQueryParams, viewsets.ReadOnlyModelViewSet):
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
     filter_backends = [DjangoFilterBackend, IndexedSearch, OneOrdering]
     # Sorts an index serves and a cursor can page through (non-null, never rewritten: a price is
-    # often unknown, last seen changes with every sighting; filter on those instead).
+    # often unknown, last seen changes with every sighting; filter on those instead). First seen
+    # is the id's order: ids are given when a row is first stored.
     ordering_fields = ["id", "first_seen_at"]
+    ordering_aliases = {"first_seen_at": "id"}
     ordering = ["id"]
     csv_fields: tuple[str, ...] = ()
 

@@ -3,8 +3,8 @@
 * Part of a title or a seller's name: a trigram GIN index (pg_trgm) on UPPER(column), which is
   what Django's `icontains` compares on PostgreSQL (UPPER(col) LIKE UPPER('%term%')). PostgreSQL
   only: SQLite has no such index and searches by scanning.
-* The sorts the API and the admin offer (first seen, newest runs) and the filters on columns that
-  select few rows: B-tree indexes ending in the id, so a cursor page is a range read in order.
+* Runs newest first by creation time (a small table; products, sellers and offers are sorted by
+  id, which is the order they were first stored, and need no index of their own).
 
 Built CONCURRENTLY on PostgreSQL (the migration is not atomic), so adding them to a database
 with millions of rows does not block the workers' writes.
@@ -20,12 +20,6 @@ TRIGRAM = [  # (table, column, index name)
     ("collection_seller", "name", "seller_name_trgm"),
 ]
 BTREE = [  # (model, index)
-    ("product", models.Index(fields=["first_seen_at", "id"], name="product_first_seen_idx")),
-    ("product", models.Index(fields=["condition", "id"], name="product_condition_idx")),
-    ("product", models.Index(fields=["location_country", "id"], name="product_country_idx")),
-    ("seller", models.Index(fields=["first_seen_at", "id"], name="seller_first_seen_idx")),
-    ("offer", models.Index(fields=["first_seen_at", "id"], name="offer_first_seen_idx")),
-    ("offer", models.Index(fields=["condition", "id"], name="offer_condition_idx")),
     ("collectionrun", models.Index(fields=["created_at", "id"], name="run_created_idx")),
 ]
 

@@ -1,6 +1,7 @@
-"""Filters a cursor pages through in id order: (column, id) indexes, read as a range in order
-rather than every match fetched and sorted. The category's own foreign-key index is replaced by
-one that ends in the id. Built concurrently on PostgreSQL (see _concurrently)."""
+"""A category's products in id order: the foreign key's own index is replaced by (category, id),
+so a cursor page of a category is a range read in order rather than every product of the
+category fetched and sorted (same cost to write: one index either way). Built concurrently on
+PostgreSQL (see _concurrently)."""
 
 import django.db.models.deletion
 from django.db import migrations, models
@@ -15,7 +16,6 @@ class Migration(migrations.Migration):
 
     operations = [
         add_index("product", models.Index(fields=["category", "id"], name="product_category_idx")),
-        add_index("offer", models.Index(fields=["fulfilled_by_platform", "id"], name="offer_fulfilled_idx")),
         migrations.AlterField(
             model_name="product",
             name="category",

@@ -72,7 +72,6 @@ def cases(data: dict) -> list[tuple[str, str]]:
         ("api sellers: feedback", f"{API}sellers/?feedback_score_min=99990"),
         ("api sellers: newest first", f"{API}sellers/?ordering=-first_seen_at"),
         ("api sellers: seen in run", f"{API}sellers/?run={newest_run}"),
-        ("api sellers: in category", f"{API}sellers/?category={product['category_id']}"),
         ("api offers: list", f"{API}offers/"),
         ("api offers: of a product", f"{API}offers/?product={product['id']}"),
         ("api offers: of a seller", f"{API}offers/?seller={seller['id']}"),

@@ -118,10 +118,8 @@ class CategoryFilter(StrictFilterSet):
 
 
 class SellerFilter(StrictFilterSet):
-    run = IdFilter(method="seen_in_run",
-                                      help_text="Sellers this run's pages returned (not only the ones first seen there).")
+    run = IdFilter(method="seen_in_run", help_text="Sellers this run's pages returned (not only the ones first seen there).")
     first_seen_run = IdFilter(field_name="first_seen_run_id")
-    category = IdFilter(method="in_category")
     feedback_score_min = bounded(IntegerFilter, -MAX_INT - 1, MAX_INT, field_name="feedback_score", lookup_expr="gte")
     feedback_score_max = bounded(IntegerFilter, -MAX_INT - 1, MAX_INT, field_name="feedback_score", lookup_expr="lte")
     feedback_percent_min = bounded(django_filters.NumberFilter, 0, 100, field_name="feedback_percent", lookup_expr="gte")
@@ -134,8 +132,6 @@ class SellerFilter(StrictFilterSet):
     def seen_in_run(self, queryset, name, value):
         return seen_in_run(queryset, value)
 
-    def in_category(self, queryset, name, value):
-        return queryset.filter(pk__in=Offer.objects.filter(product__category_id=value).values("seller_id"))
 
 
 class OfferFilter(StrictFilterSet):
@@ -152,8 +148,7 @@ class OfferFilter(StrictFilterSet):
 
 
 class ProductFilter(StrictFilterSet):
-    run = IdFilter(method="seen_in_run",
-                                      help_text="Products this run's pages returned (not only the ones first seen there).")
+    run = IdFilter(method="seen_in_run", help_text="Products this run's pages returned (not only the ones first seen there).")
     first_seen_run = IdFilter(field_name="first_seen_run_id")
     category = IdFilter(field_name="category_id")
     seller = IdFilter(method="sold_by", help_text="Products this seller offers.")

@@ -430,6 +430,7 @@ class AtScale:
 
     paginator = CappedCountPaginator
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # a count per filter choice reads every matching row
 
     def get_search_results(self, request, queryset, search_term):
         return search(queryset, self.search_fields, search_term), False

@@ -49,6 +49,8 @@ def test_admin_counts_at_most_a_cap_and_says_so(admin_client, products, monkeypa
     assert "more than 10 products" in page
     few = admin_client.get("/admin/collection/product/", {"q": products.first().external_id}).content.decode()
     assert "1 product" in few and "more than" not in few
+    faceted = admin_client.get("/admin/collection/product/", {"_facets": "1"}).content.decode()
+    assert "Show counts" not in page and "Hide counts" not in faceted  # a count per choice is never run
 
 
 def test_admin_offers_only_sorts_an_index_serves(admin_client, products):

@@ -61,6 +61,8 @@ def connect(url: str, dbname: str | None = None):
 
 def recreate_database(url: str) -> None:
     name = urlparse(url).path.lstrip("/")
+    if not name.startswith(("collection_scale", "bench")):  # it is dropped: never a real database
+        raise SystemExit(f"refusing to drop {name!r}: use a database named collection_scale_… or bench…")
     with connect(url, "postgres") as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')

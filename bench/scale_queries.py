@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import resource
+import secrets
 import statistics
 import sys
 import time
@@ -109,7 +110,8 @@ def measure(url: str, *, compare: str | None = None, out: str | None = None, csv
 
     from collection.models import CollectionRun, Product, Seller
 
-    user = User.objects.filter(username="bench").first() or User.objects.create_superuser("bench", password="x")
+    user = User.objects.filter(username="bench").first() or User.objects.create_superuser(
+        "bench", password=secrets.token_urlsafe(24))  # logged in by force_login and a token only
     token = Token.objects.get_or_create(user=user)[0].key
     api = Client(HTTP_AUTHORIZATION=f"Token {token}", HTTP_ACCEPT="application/json")
     admin = Client()

@@ -25,15 +25,16 @@ from collection.sources import QuotaKind, UnknownSource
 MIN_PART = 3  # a trigram index serves a part of at least 3 characters
 
 
-def search(queryset: QuerySet, fields: tuple[str, ...] | list[str], text: str) -> QuerySet:
+def search(queryset: QuerySet, fields: tuple[str, ...] | list[str], text: str, *, min_part: int = MIN_PART) -> QuerySet:
     """What an operator types, word by word (every word must match): `=field` fields match the
     word exactly (an external id: an index lookup, case-sensitive as the provider's ids are);
     the others contain it, case-insensitively (a title or a name: the trigram index of
     migration 0012 on PostgreSQL). One word of MIN_PART characters or more is enough for the
     index to narrow the rows ("iphone 15"); when every word is shorter, they match exact fields
-    only: no index can find a part that short, and it would read every row."""
+    only: no index can find a part that short, and it would read every row (a small table, such
+    as the categories, passes `min_part=1`)."""
     words = text.split()
-    partial = any(len(word) >= MIN_PART for word in words)
+    partial = any(len(word) >= min_part for word in words)
     for word in words:
         match = Q()
         for field in fields:

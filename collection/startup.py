@@ -74,14 +74,18 @@ def _recover_once(role: str, *, sweep: bool = False) -> None:
         connection.close()
 
 
+PRUNE_SECONDS = 10  # a pass stops after this long: recovery, in the same thread, is not held up
+
+
 def _prune(role: str) -> None:
-    """Retention (services/retention.py), in batches; a failure is logged and tried next time."""
+    """Retention (services/retention.py), in batches, for at most PRUNE_SECONDS; any failure is
+    logged and tried next time (the sweep thread must survive it)."""
     try:
-        counts = prune()
+        counts = prune(max_seconds=PRUNE_SECONDS)
         if any(counts.values()):
             logger.info("retention (%s, pid %s): %s", role, os.getpid(), counts)
-    except DatabaseError as error:
-        logger.warning("retention skipped: %s", error)
+    except Exception:
+        logger.exception("retention skipped")
     finally:
         close_old_connections()
         connection.close()

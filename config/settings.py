@@ -154,7 +154,7 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
     # few checkpoint statements gain from generic plans (re-planning each page cost 20 %, bench/).
     _worker = sys.argv[1:2] == ["db_worker"]
     _plan_cache = env.str("DATABASE_PLAN_CACHE_MODE", default="auto" if _worker else "force_custom_plan")
-    _db["OPTIONS"]["options"] = f"-c plan_cache_mode={_plan_cache}"
+    _db["OPTIONS"]["options"] = f"{_db['OPTIONS'].get('options', '')} -c plan_cache_mode={_plan_cache}".strip()
     _db["CONN_MAX_AGE"] = 0
     if env.str("TEST_DATABASE_NAME", default=""):
         _db["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME")}

@@ -1,3 +1,5 @@
+from datetime import UTC
+
 import django_filters
 from django import forms
 from drf_spectacular.utils import extend_schema_field
@@ -17,6 +19,23 @@ def bounded(filter_class, minimum, maximum, **kwargs):
     number = "integer" if filter_class.field_class is forms.IntegerField else "number"
     found = filter_class(min_value=minimum, max_value=maximum, **kwargs)
     return extend_schema_field({"type": number, "minimum": minimum, "maximum": maximum})(found)
+
+
+class SafeIsoDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO 8601 time; one at the edge of the calendar (year 1 at +14:00) is refused, not a 500."""
+
+    def to_python(self, value):
+        try:
+            found = super().to_python(value)
+            if found is not None and found.tzinfo is not None:
+                found.astimezone(UTC)  # the database compares in UTC: it must exist there too
+            return found
+        except OverflowError:
+            raise forms.ValidationError("Enter a date and time between the years 1 and 9999.", code="invalid") from None
+
+
+class IsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = SafeIsoDateTimeField
 
 
 class IntegerFilter(django_filters.NumberFilter):
@@ -74,7 +93,8 @@ class IndexedSearch(SearchFilter):
                           f"(at least {MIN_PART} characters).")
 
     def filter_queryset(self, request, queryset, view):
-        return search(queryset, self.get_search_fields(view, request) or (), " ".join(self.get_search_terms(request)))
+        return search(queryset, self.get_search_fields(view, request) or (), " ".join(self.get_search_terms(request)),
+                      min_part=getattr(view, "search_min_part", MIN_PART))
 
 
 class OneOrdering(OrderingFilter):
@@ -103,8 +123,8 @@ class OneOrdering(OrderingFilter):
 
 
 class RunFilter(StrictFilterSet):
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = CollectionRun

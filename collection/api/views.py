@@ -92,6 +92,7 @@ class CategoryViewSet(KnownQueryParams, viewsets.ReadOnlyModelViewSet):
     queryset = Category.objects.all()
     serializer_class = s.CategorySerializer
     filter_backends = [DjangoFilterBackend, IndexedSearch]
+    search_min_part = 1  # thousands of rows, not millions: a short part ("TV") is fine
     filterset_class = CategoryFilter
     search_fields = ["name", "=external_id"]
 

@@ -27,9 +27,9 @@ BTREE = [  # (model, index)
 def add_trigram_indexes(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
-    for table, column, name in TRIGRAM:
-        schema_editor.execute(
-            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {table} USING gin (UPPER({column}) gin_trgm_ops)")
+    for table, column, name in TRIGRAM:  # dropped first: a failed concurrent build leaves it invalid
+        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        schema_editor.execute(f"CREATE INDEX CONCURRENTLY {name} ON {table} USING gin (UPPER({column}) gin_trgm_ops)")
 
 
 def drop_trigram_indexes(apps, schema_editor):

@@ -6,7 +6,7 @@ PostgreSQL (see _concurrently)."""
 import django.db.models.deletion
 from django.db import migrations, models
 
-from collection.migrations._concurrently import add_index
+from collection.migrations._concurrently import add_index, drop_field_index
 
 
 class Migration(migrations.Migration):
@@ -16,10 +16,7 @@ class Migration(migrations.Migration):
 
     operations = [
         add_index("product", models.Index(fields=["category", "id"], name="product_category_idx")),
-        migrations.AlterField(
-            model_name="product",
-            name="category",
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL,
-                                    related_name="products", to="collection.category"),
-        ),
+        drop_field_index("product", "category", models.ForeignKey(
+            blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL,
+            related_name="products", to="collection.category")),
     ]

@@ -1,19 +1,56 @@
-"""Adding an index to a table of millions of rows without blocking its writers: CREATE INDEX
-CONCURRENTLY on PostgreSQL (the migration must be `atomic = False`), a plain one elsewhere. Not a
-migration itself (the loader skips modules starting with an underscore)."""
+"""Changing the indexes of a table of millions of rows without blocking its writers: CREATE and
+DROP INDEX CONCURRENTLY on PostgreSQL (the migration must be `atomic = False`), plain ones
+elsewhere. A concurrent build that failed leaves an invalid index behind; it is dropped before
+the index is built again, so re-running the migration repairs it. Not a migration itself (the
+loader skips modules starting with an underscore)."""
 
 from django.db import migrations
 
 
+def _drop(schema_editor, name: str) -> None:
+    concurrently = "CONCURRENTLY " if schema_editor.connection.vendor == "postgresql" else ""
+    schema_editor.execute(f"DROP INDEX {concurrently}IF EXISTS {schema_editor.quote_name(name)}")
+
+
 def add_index(model_name, index):
-    def change(method: str):
-        def run(apps, schema_editor):
-            model = apps.get_model("collection", model_name)
-            concurrently = {"concurrently": True} if schema_editor.connection.vendor == "postgresql" else {}
-            getattr(schema_editor, method)(model, index, **concurrently)
-        return run
+    def forwards(apps, schema_editor):
+        model = apps.get_model("collection", model_name)
+        _drop(schema_editor, index.name)  # what a failed concurrent build left, if anything
+        concurrently = {"concurrently": True} if schema_editor.connection.vendor == "postgresql" else {}
+        schema_editor.add_index(model, index, **concurrently)
+
+    def backwards(apps, schema_editor):
+        _drop(schema_editor, index.name)
 
     return migrations.SeparateDatabaseAndState(
         state_operations=[migrations.AddIndex(model_name=model_name, index=index)],
-        database_operations=[migrations.RunPython(change("add_index"), change("remove_index"))],
+        database_operations=[migrations.RunPython(forwards, backwards)],
+    )
+
+
+def drop_field_index(model_name, field_name, field):
+    """`field` loses its own single-column index (db_index=False) and nothing else: Django's
+    AlterField would drop and re-add a foreign key (re-checking every row under a lock, and
+    rebuilding the whole table on SQLite)."""
+
+    def forwards(apps, schema_editor):
+        model = apps.get_model("collection", model_name)
+        column = model._meta.get_field(field_name).column
+        with schema_editor.connection.cursor() as cursor:
+            constraints = schema_editor.connection.introspection.get_constraints(cursor, model._meta.db_table)
+        for name, info in constraints.items():
+            if info["columns"] == [column] and info["index"] and not info["unique"] and not info["primary_key"]:
+                _drop(schema_editor, name)
+
+    def backwards(apps, schema_editor):
+        model = apps.get_model("collection", model_name)
+        concurrently = "CONCURRENTLY " if schema_editor.connection.vendor == "postgresql" else ""
+        column = model._meta.get_field(field_name).column
+        name = schema_editor._create_index_name(model._meta.db_table, [column])
+        schema_editor.execute(f"CREATE INDEX {concurrently}IF NOT EXISTS {schema_editor.quote_name(name)} "
+                              f"ON {schema_editor.quote_name(model._meta.db_table)} ({schema_editor.quote_name(column)})")
+
+    return migrations.SeparateDatabaseAndState(
+        state_operations=[migrations.AlterField(model_name=model_name, name=field_name, field=field)],
+        database_operations=[migrations.RunPython(forwards, backwards)],
     )

@@ -17,6 +17,7 @@ rows (they are shared by every run that saw them), so no deletion reaches them.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -30,28 +31,32 @@ NOISE = (EventKind.UNIT_RETRY, EventKind.SOURCE_WARNING, EventKind.REDISPATCHED)
 BATCH = 5000
 
 
-def prune(*, now=None, batch: int = BATCH) -> dict[str, int]:
-    """Delete what is past its retention; returns how many rows of each kind went."""
+def prune(*, now=None, batch: int = BATCH, max_seconds: float | None = None) -> dict[str, int]:
+    """Delete what is past its retention; returns how many rows of each kind went. With
+    `max_seconds`, stop after that long (between batches): the rest goes next time."""
     now = now or timezone.now()
+    deadline = time.monotonic() + max_seconds if max_seconds else None
 
     def older(days: int):
         return now - timedelta(days=days) if days > 0 else None
 
     counts = {}
     if cutoff := older(settings.COLLECTION_KEEP_TASK_RESULTS_DAYS):
-        counts["task_results"] = _delete(DBTaskResult.objects.finished().filter(finished_at__lt=cutoff), batch)
+        counts["task_results"] = _delete(DBTaskResult.objects.finished().filter(finished_at__lt=cutoff), batch, deadline)
     if cutoff := older(settings.COLLECTION_KEEP_SPEND_SAMPLES_DAYS):
-        counts["spend_samples"] = _delete(SpendSample.objects.filter(run__finished_at__lt=cutoff), batch)
+        counts["spend_samples"] = _delete(SpendSample.objects.filter(run__finished_at__lt=cutoff), batch, deadline)
     if cutoff := older(settings.COLLECTION_KEEP_EVENT_NOISE_DAYS):
         counts["events"] = _delete(
-            RunEvent.objects.filter(kind__in=NOISE, created_at__lt=cutoff, run__finished_at__isnull=False), batch)
+            RunEvent.objects.filter(kind__in=NOISE, created_at__lt=cutoff, run__finished_at__isnull=False), batch,
+            deadline)
     if cutoff := older(settings.COLLECTION_KEEP_IDEMPOTENCY_KEYS_DAYS):
-        counts["idempotency_keys"] = _delete(IdempotencyKey.objects.filter(created_at__lt=cutoff), batch)
+        counts["idempotency_keys"] = _delete(IdempotencyKey.objects.filter(created_at__lt=cutoff), batch, deadline)
     return counts
 
 
-def _delete(queryset: QuerySet, batch: int) -> int:
+def _delete(queryset: QuerySet, batch: int, deadline: float | None) -> int:
     model, deleted = queryset.model, 0
-    while ids := list(queryset.values_list("pk", flat=True)[:batch]):
+    while (deadline is None or time.monotonic() < deadline) and (
+            ids := list(queryset.values_list("pk", flat=True)[:batch])):
         deleted += model.objects.filter(pk__in=ids).delete()[0]
     return deleted

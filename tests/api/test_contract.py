@@ -192,3 +192,14 @@ def test_an_anonymous_visitor_is_offered_a_login_in_the_browsable_api_and_the_do
     assert b'action="/api/auth/logout/?next=/api/collection/runs/"' in page.content and b"onclick" not in page.content
     client.post("/api/auth/logout/")
     assert client.get(BASE + "runs/", HTTP_ACCEPT="text/html").status_code == 401
+
+
+def test_edge_values_are_refused_not_a_server_error(api):
+    refused(api.get(BASE + "runs/", {"created_after": "0001-01-01T00:00:00+14:00"}), "created_after")
+    refused(api.get(BASE + "runs/", {"page_size": "²"}), "page_size")  # a digit to str.isdigit, not to int()
+
+
+def test_categories_find_a_short_part_of_a_name(api):
+    make_categories(2)
+    names = [c["name"] for c in api.get(BASE + "categories/", {"search": "1"}).json()["results"]]
+    assert names == ["Category 1"]

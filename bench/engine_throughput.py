@@ -6,7 +6,7 @@
 Scenarios (demo source, 100 items per page):
   floor-1 / floor-2   raw psycopg, 1 or 2 processes: per page one transaction that upserts the
                       page's sellers, its 100 products and their offers with ON CONFLICT,
-                      writes the page's seen-in-run row and updates the unit — the same writes
+                      writes the run's seen-in-run rows and updates the unit — the same writes
                       as the engine, and nothing else.
                       (floor-N-products-only skips the sellers: shown for reference.)
   engine-1 / engine-2 the real engine: N `manage.py db_worker` processes, 0 ms latency.
@@ -88,7 +88,7 @@ def make_categories(count: int, pages_each: int, prefix: str, page_size: int = P
 # --- floor ------------------------------------------------------------------------------------
 # The same writes per page as the engine, with nothing else: one transaction that inserts the
 # page's new sellers (ON CONFLICT DO NOTHING), refreshes the ones this run has not seen yet,
-# upserts its 100 products and their offers (ON CONFLICT), writes the page's seen-in-run row
+# upserts its 100 products and their offers (ON CONFLICT), writes the run's seen-in-run rows
 # and updates the unit — the engine's own statements,
 # sent together as the engine sends them. The products-only variant skips the sellers (for
 # reference).
@@ -99,7 +99,7 @@ def floor_worker(category_id: int, external_id: str, unit_id: int, run_id: int, 
     import psycopg
     from django.utils import timezone
 
-    from collection.services.checkpoint import page_params, page_sql
+    from collection.services.checkpoint import page_params, page_sql, seen_params
     from collection.sources.demo import demo_item
 
     sql = page_sql("postgresql")
@@ -117,9 +117,9 @@ def floor_worker(category_id: int, external_id: str, unit_id: int, run_id: int, 
                     cursor.execute(sql["products_offers_upsert"], {**products, "offers": offers["offers"]})
                 else:
                     cursor.execute(sql["products_upsert"], products)
-                cursor.execute(sql["run_page"], {"run": run_id, "unit": unit_id, "page": page,
-                                                 "products": json.dumps([i.external_id for i in items]),
-                                                 "sellers": json.dumps(sorted({i.seller.external_id for i in items}))})
+                seen_products, seen_sellers = seen_params(platform="demo", items=items, run_id=run_id)
+                cursor.execute(sql["products_seen"], seen_products)
+                cursor.execute(sql["sellers_seen"], seen_sellers)
                 cursor.execute(
                     "UPDATE collection_rununit SET cursor = %s, pages_done = pages_done + 1, "
                     "items_done = items_done + %s WHERE id = %s",

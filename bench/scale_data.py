@@ -8,10 +8,11 @@ definitions after it, then ANALYZE: 10,000,000 products take minutes, not hours.
     .venv/bin/python bench/scale_data.py --products 10000000 --database-url postgres://root@127.0.0.1:5432/s10m
 
 Shape (per N products): N / 5 sellers, N offers (one a product, as eBay listings), a product in
-one of 1,000 categories, N / 200 runs with 5 events each, 200 pages of seen-in-run rows for the
-newest run. Titles are six words of a 500-word vocabulary (each word in about 1 % of titles)
-plus a model code shared by about 100 products at any size; seller names two words and a
-number. Reusable by other benchmarks: `generate(url, products)` returns what it built.
+one of 1,000 categories, N / 200 runs with 5 events each. Titles are six words of a 500-word
+vocabulary (each word in about 1 % of titles) plus a model code shared by about 100 products at
+any size; seller names two words and a number. The newest run saw 20,000 products and 4,000
+sellers from all over the tables. Reusable by other benchmarks: `generate(url, products)`
+returns what it built.
 """
 
 import argparse
@@ -82,7 +83,8 @@ def mix(column: str, salt: int) -> str:
 
 
 TABLES = ("collection_product", "collection_seller", "collection_offer", "collection_collectionrun",
-          "collection_runevent", "collection_runpage", "collection_category", "collection_rununit")
+          "collection_runevent", "collection_category", "collection_rununit")
+SEEN = ("collection_runproduct", "collection_runseller")  # keyed by (run, id): no sequence
 
 
 def step(label: str, conn, sql: str, params=()) -> None:
@@ -100,7 +102,7 @@ def generate(url: str, products: int) -> dict:
         # The project's secondary indexes, dropped for the load and rebuilt from their definitions.
         indexes = conn.execute(
             "SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.tablename = ANY(%s) AND NOT EXISTS ("
-            "SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)", [list(TABLES)]).fetchall()
+            "SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)", [list(TABLES + SEEN)]).fetchall()
         for name, _ in indexes:
             conn.execute(f'DROP INDEX "{name}"')
         print(f"loading {products:,} products ({len(indexes)} indexes dropped for the load)", flush=True)
@@ -155,13 +157,14 @@ def generate(url: str, products: int) -> dict:
                 recoveries, dispatch_token, last_error, task_id, updated_at, category_id, run_id, quota_reserved,
                 items_unreachable, note, cursor)
             VALUES (1, 'running', 200, 20000, 0.4, 0, '', 0, 0, '', '', '', now(), 1, {runs}, 0, 0, '', '{{}}')""")
-        step("seen-in-run pages (newest run)", conn, f"""
-            INSERT INTO collection_runpage (run_id, unit_id, page, products, sellers)
-            SELECT {runs}, 1, p, (SELECT jsonb_agg('P' || lpad(x::text, 10, '0'))
-                                  FROM generate_series({products} - (p + 1) * 100 + 1, {products} - p * 100) x),
-                   (SELECT jsonb_agg('S' || lpad(x::text, 9, '0'))
-                    FROM generate_series({sellers} - (p + 1) * 20 + 1, {sellers} - p * 20) x)
-            FROM generate_series(0, 199) p""")
+        # Seen in run: the newest run saw 20,000 products and 4,000 sellers spread over all
+        # of them (a run sees old products again as well as new ones).
+        step("seen in run (newest run)", conn, f"""
+            INSERT INTO collection_runproduct (run_id, product_id)
+            SELECT DISTINCT {runs}, 1 + {mix('g', 24)} % {products} FROM generate_series(1, 20000) g""")
+        step("sellers seen in run (newest run)", conn, f"""
+            INSERT INTO collection_runseller (run_id, seller_id)
+            SELECT DISTINCT {runs}, 1 + {mix('g', 25)} % {sellers} FROM generate_series(1, 4000) g""")
         for table in TABLES:
             conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
         for name, definition in indexes:

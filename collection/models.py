@@ -494,24 +494,36 @@ class Offer(models.Model):
         return f"{self.seller} · {self.product}"
 
 
-class RunPage(models.Model):
-    """What one checkpointed page of a run returned: the external ids of its products and of the
-    sellers offering them. "Seen in run" — every seller and product the run's pages returned,
-    not only the ones first seen there — is the union over the run's pages. One row a page,
-    written by the page's checkpoint: a row per item would cost the checkpoint as much as the
-    items themselves (bench/)."""
+class RunProduct(models.Model):
+    """A product a run's pages returned: "seen in run" (not only first seen there). One row a run
+    and product, written by the page's checkpoint. Keyed by (run, product), so the products a
+    run saw come out of the key in product id order — the order lists page in — and a page of
+    them costs the same for a run of a hundred products or of a million (bench/scale_queries.py).
+    No foreign-key constraints: the checkpoint writes a row per item, and a constraint's trigger
+    would look each product up again and lock it (migration 0010)."""
 
-    run = models.ForeignKey(CollectionRun, on_delete=models.CASCADE, related_name="pages")
-    unit = models.ForeignKey(RunUnit, on_delete=models.CASCADE, related_name="+", db_index=False)
-    page = models.PositiveIntegerField(help_text="The page's index in its category (0 = the first).")
-    products = models.JSONField(default=list)
-    sellers = models.JSONField(default=list)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["unit", "page"], name="run_page_unique")]
+    pk = models.CompositePrimaryKey("run", "product")
+    run = models.ForeignKey(CollectionRun, on_delete=models.CASCADE, related_name="+", db_constraint=False,
+                            db_index=False)  # the key leads with it
+    # Products are never deleted (nothing offers it); a row left by one would match nothing.
+    product = models.ForeignKey(Product, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False,
+                                db_index=False)
 
     def __str__(self):
-        return f"run {self.run_id}, unit {self.unit_id}, page {self.page + 1}"
+        return f"run {self.run_id}, product {self.product_id}"
+
+
+class RunSeller(models.Model):
+    """A seller a run's pages returned (an item's or an offer's): as RunProduct, for sellers."""
+
+    pk = models.CompositePrimaryKey("run", "seller")
+    run = models.ForeignKey(CollectionRun, on_delete=models.CASCADE, related_name="+", db_constraint=False,
+                            db_index=False)  # the key leads with it
+    seller = models.ForeignKey(Seller, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False,
+                               db_index=False)
+
+    def __str__(self):
+        return f"run {self.run_id}, seller {self.seller_id}"
 
 
 class SourceState(models.Model):

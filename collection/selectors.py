@@ -4,7 +4,6 @@ from decimal import Decimal
 
 from django.db import connection
 from django.db.models import Prefetch, Q, QuerySet
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from collection.models import (
@@ -14,7 +13,8 @@ from collection.models import (
     Offer,
     Product,
     QuotaPeriod,
-    RunPage,
+    RunProduct,
+    RunSeller,
     RunUnit,
     Seller,
     UnitStatus,
@@ -72,48 +72,26 @@ def runs_with_categories() -> QuerySet[CollectionRun]:
     )
 
 
-def _seen_ids(run_id: int, column: str) -> RawSQL:
-    """The external ids in the run's page rows' `column` (products or sellers), as a subquery.
-    Only constant identifiers are interpolated; the run id is a parameter."""
-    assert column in ("products", "sellers")
-    table = connection.ops.quote_name(RunPage._meta.db_table)
-    if connection.vendor == "postgresql":
-        sql = f"SELECT jsonb_array_elements_text({column}) FROM {table} WHERE run_id = %s"  # noqa: S608
-    else:
-        sql = f"SELECT j.value FROM {table}, json_each({table}.{column}) AS j WHERE {table}.run_id = %s"  # noqa: S608
-    return RawSQL(sql, [run_id])  # noqa: S611
-
-
-def _platform_of(run_id: int) -> str | None:
-    source = CollectionRun.objects.filter(pk=run_id).values_list("source", flat=True).first()
-    if source is None:
-        return None
-    try:
-        return source_for(source).platform
-    except UnknownSource:
-        return None
-
-
 def seen_in_run(queryset: QuerySet, run_id: int) -> QuerySet:
     """Sellers, products or offers that run `run_id`'s pages returned — "seen in run", not only
-    first seen there (offers: those of the products it saw)."""
-    platform = _platform_of(run_id)
-    if platform is None:
-        return queryset.none()
+    first seen there (offers: those of the products it saw). Through the run's rows keyed by
+    (run, id): PostgreSQL walks them in id order, so a page costs the same whatever the run's
+    size."""
     model = queryset.model
+    products = RunProduct.objects.filter(run_id=run_id).values("product_id")
     if model is Seller:
-        return queryset.filter(platform=platform, external_id__in=_seen_ids(run_id, "sellers"))
+        return queryset.filter(id__in=RunSeller.objects.filter(run_id=run_id).values("seller_id"))
     if model is Product:
-        return queryset.filter(platform=platform, external_id__in=_seen_ids(run_id, "products"))
+        return queryset.filter(id__in=products)
     if model is Offer:
-        return queryset.filter(product__platform=platform, product__external_id__in=_seen_ids(run_id, "products"))
+        return queryset.filter(product_id__in=products)
     raise TypeError(f"{model.__name__} is not seen in runs")
 
 
 def seen_counts(run_id: int) -> dict[str, int]:
     """How many sellers and products a run has seen (each once)."""
-    return {"sellers": seen_in_run(Seller.objects.all(), run_id).count(),
-            "products": seen_in_run(Product.objects.all(), run_id).count()}
+    return {"sellers": RunSeller.objects.filter(run_id=run_id).count(),
+            "products": RunProduct.objects.filter(run_id=run_id).count()}
 
 
 def month_budget() -> dict:

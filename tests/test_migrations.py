@@ -25,3 +25,35 @@ def test_listings_stored_before_offers_become_one_offer_each():
     assert [(p, s, str(price), c) for p, s, price, c in offers] == [("1", "alice", "9.50", "NEW")]
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pages_seen_in_runs_become_rows_by_id():
+    executor = MigrationExecutor(connection)
+    before, after = [("collection", "0013_filter_indexes_in_page_order")], [("collection", "0014_seen_in_run_by_id")]
+    executor.migrate(before)
+    apps = executor.loader.project_state(before).apps
+    model = lambda name: apps.get_model("collection", name)  # noqa: E731
+    now = timezone.now()
+    seller = model("Seller").objects.create(platform="ebay", external_id="alice", first_seen_at=now, last_seen_at=now)
+    model("Seller").objects.create(platform="amazon", external_id="alice", first_seen_at=now, last_seen_at=now)
+    lamp, desk = (model("Product").objects.create(platform="ebay", external_id=key, title=key, first_seen_at=now,
+                                                   last_seen_at=now) for key in ("lamp", "desk"))
+    model("Product").objects.create(platform="amazon", external_id="lamp", title="x", first_seen_at=now,
+                                    last_seen_at=now)
+    category = model("Category").objects.create(platform="ebay", external_id="1", name="Lamps")
+    runs = [model("CollectionRun").objects.create(source=source, estimate={}, budget_cap=1) for source in ("ebay", "gone")]
+    for run in runs:
+        unit = model("RunUnit").objects.create(run=run, category=category)
+        model("RunPage").objects.create(run=run, unit=unit, page=0, products=["lamp", "missing"], sellers=["alice"])
+        model("RunPage").objects.create(run=run, unit=unit, page=1, products=["lamp", "desk"], sellers=[])
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+    apps = executor.loader.project_state(after).apps
+    seen = apps.get_model("collection", "RunProduct").objects.values_list("run_id", "product_id")
+    # the ebay run's products on ebay, once; an unknown id and a source no longer configured: none
+    assert sorted(seen) == sorted([(runs[0].pk, lamp.pk), (runs[0].pk, desk.pk)])
+    assert list(apps.get_model("collection", "RunSeller").objects.values_list("run_id", "seller_id")) == [
+        (runs[0].pk, seller.pk)]
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())

@@ -19,7 +19,8 @@ from collection.models import (
     EventKind,
     Offer,
     Product,
-    RunPage,
+    RunProduct,
+    RunSeller,
     RunUnit,
     Seller,
     UnitStatus,
@@ -79,6 +80,14 @@ def _page_table(columns: dict[str, str], vendor: str, param: str = "rows") -> st
     return f"(SELECT {picked} FROM json_each(%({param})s)) AS p"  # noqa: S608
 
 
+def _id_list(param: str, vendor: str) -> str:
+    """The strings of one parameter holding a JSON array, as a subquery (for `IN`). On
+    PostgreSQL an ARRAY of them, so the planner looks each one up through the unique index."""
+    if vendor == "postgresql":
+        return f"SELECT unnest(ARRAY(SELECT jsonb_array_elements_text(%({param})s::jsonb)))"  # noqa: S608
+    return f"SELECT value FROM json_each(%({param})s)"  # noqa: S608
+
+
 SELLER_ROW = {"e": "varchar", "n": "varchar", "fs": "integer", "fp": "numeric", "at": "varchar", "co": "varchar"}
 PRODUCT_ROW = {"e": "varchar", "t": "varchar", "p": "numeric", "c": "varchar", "u": "varchar", "s": "varchar",
                "cd": "varchar", "bo": "varchar", "lc": "varchar", "li": "varchar", "ci": "varchar"}
@@ -92,8 +101,8 @@ PRODUCT_COLUMNS = {"title": "t", "price": "p", "currency": "c", "url": "u", "con
 def page_sql(vendor: str) -> dict[str, str]:
     """The statements that store a page's items (see upsert_items), for one database vendor.
     Only constant identifiers are interpolated; every value is a bound parameter."""
-    seller, product, offer, run_page = (
-        connection.ops.quote_name(m._meta.db_table) for m in (Seller, Product, Offer, RunPage))
+    seller, product, offer, run_product, run_seller = (
+        connection.ops.quote_name(m._meta.db_table) for m in (Seller, Product, Offer, RunProduct, RunSeller))
     platform, run, now = (_param("platform", "varchar", vendor), _param("run", "bigint", vendor),
                           _param("now", "timestamptz", vendor))
     category = _param("category", "bigint", vendor)
@@ -159,13 +168,18 @@ def page_sql(vendor: str) -> dict[str, str]:
             f"AND x.external_id = p.e), {offer_seller}, p.cd, p.p, p.c, p.f, {now}, {now}, {run} "
             f"FROM {_page_table(OFFER_ROW, vendor, 'offers')} WHERE true ORDER BY p.e, p.s, p.cd {offer_conflict}"
         ),
-        # Seen in run: the page's product and seller ids, one row.
-        "run_page": (
-            f"INSERT INTO {run_page} (run_id, unit_id, page, products, sellers) "  # noqa: S608
-            f"VALUES ({run}, {_param('unit', 'bigint', vendor)}, {_param('page', 'integer', vendor)}, "
-            f"{_param('products', 'jsonb', vendor)}, {_param('sellers', 'jsonb', vendor)}) "
-            # a page already recorded: the unit's update matches nothing and all of it rolls back
-            f"ON CONFLICT (unit_id, page) DO NOTHING"
+        # Seen in run: a row a product and a seller the page returned, once a run (a page of
+        # another category may have seen them already), in id order so that concurrent pages
+        # of the run wait for each other in one order. After the upserts: found by unique key.
+        "products_seen": (
+            f"INSERT INTO {run_product} (run_id, product_id) SELECT {run}, x.id FROM {product} x "  # noqa: S608
+            f"WHERE x.platform = {platform} AND x.external_id IN ({_id_list('products', vendor)}) "
+            f"ORDER BY x.id ON CONFLICT DO NOTHING"
+        ),
+        "sellers_seen": (
+            f"INSERT INTO {run_seller} (run_id, seller_id) SELECT {run}, s.id FROM {seller} s "  # noqa: S608
+            f"WHERE s.platform = {platform} AND s.external_id IN ({_id_list('sellers', vendor)}) "
+            f"ORDER BY s.id ON CONFLICT DO NOTHING"
         ),
     }
     if vendor == "postgresql":
@@ -246,9 +260,9 @@ def upsert_items(*, platform: str, items: list[ProductItem], run_id: int | None,
 
 
 def _items_execute(inserted, cursor, *, platform: str, items: list[ProductItem], run_id: int | None,
-                   category_id: int | None, sellers: list[SellerItem] = (), seen: tuple[int, int] | None = None) -> None:
-    """Execute upsert_items' statements; `inserted` gets one row per new seller. With `seen`
-    (unit id, page index), the page's row of what the run has seen is written too."""
+                   category_id: int | None, sellers: list[SellerItem] = (), seen: bool = False) -> None:
+    """Execute upsert_items' statements; `inserted` gets one row per new seller. With `seen`,
+    the run's rows of what it has seen (RunProduct, RunSeller) are written too."""
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     sql = page_sql(connection.vendor)
     seller_params, products, offers = page_params(platform=platform, items=items, run_id=run_id,
@@ -262,13 +276,20 @@ def _items_execute(inserted, cursor, *, platform: str, items: list[ProductItem],
     else:
         cursor.execute(sql["products_upsert"], products)
         cursor.execute(sql["offers_upsert"], offers)
-    if seen is not None:
-        unit_id, page = seen
-        offered = sorted({item.seller.external_id for item in items if item.seller}
-                         | {offer.seller.external_id for item in items for offer in item.offers})
-        cursor.execute(sql["run_page"], {"run": run_id, "unit": unit_id, "page": page,
-                                         "products": json.dumps(sorted({item.external_id for item in items})),
-                                         "sellers": json.dumps(offered)})
+    if seen:
+        seen_products, seen_sellers = seen_params(platform=platform, items=items, run_id=run_id)
+        cursor.execute(sql["products_seen"], seen_products)
+        cursor.execute(sql["sellers_seen"], seen_sellers)
+
+
+def seen_params(*, platform: str, items: list[ProductItem], run_id: int) -> tuple[dict, dict]:
+    """The parameters of page_sql's `products_seen` and `sellers_seen`: the page's products and
+    the sellers offering them (an item's own seller, its offers')."""
+    offered = {item.seller.external_id for item in items if item.seller}
+    offered |= {offer.seller.external_id for item in items for offer in item.offers}
+    common = {"platform": platform, "run": run_id}
+    return ({**common, "products": json.dumps(sorted({item.external_id for item in items}))},
+            {**common, "sellers": json.dumps(sorted(offered))})
 
 
 @contextmanager
@@ -326,7 +347,7 @@ def unit_checkpoint(record: PageCheckpoint) -> CheckpointResult | None:
                 unit_cursor.execute(_unit_sql(), unit_params)
                 _items_execute(inserted, cursor, platform=record.platform, items=page.items, run_id=run_id,
                                category_id=record.category_id, sellers=page.sellers,
-                               seen=(unit_id, page_index))
+                               seen=True)
             if not unit_cursor.rowcount:
                 transaction.set_rollback(True)
                 return None

@@ -66,7 +66,8 @@ def reset(concurrency: int = 1) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE collection_offer, collection_product, collection_seller, collection_runevent, collection_rununit, "
-            "collection_collectionrun, collection_category, collection_budgetperiod, django_tasks_database_dbtaskresult "
+            "collection_collectionrun, collection_category, collection_budgetperiod, django_tasks_database_dbtaskresult, "
+            "collection_runproduct, collection_runseller "
             "RESTART IDENTITY CASCADE"
         )
     settings = CollectionSettings.load()

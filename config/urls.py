@@ -5,6 +5,7 @@ from django.urls import include, path, reverse
 from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
+from rest_framework.renderers import JSONRenderer
 
 from collection.api.permissions import CanAutomate
 
@@ -17,6 +18,18 @@ def not_found(request, exception=None):
 
 
 handler404 = not_found
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI document, YAML unless JSON is asked for; its errors are the API's JSON error
+    body whatever format was asked for (a YAML renderer wrote them as a nested mapping)."""
+
+    permission_classes = [CanAutomate]
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer, self.request.accepted_media_type = JSONRenderer(), "application/json"
+        return response
 
 
 class DocsView(SpectacularSwaggerSplitView):
@@ -35,7 +48,7 @@ urlpatterns = [
     path("api/collection/", include("collection.api.urls")),
     # Log in and out for the browsable API and /api/docs/ (a session; clients use tokens).
     path("api/auth/", include("rest_framework.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(permission_classes=[CanAutomate]), name="schema"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
     # The split view serves Swagger UI's initialising script from a URL: it runs under the CSP.
     path("api/docs/", DocsView.as_view(url_name="schema"), name="swagger-ui"),
 ]

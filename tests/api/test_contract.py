@@ -161,6 +161,13 @@ def test_csv_follows_the_lists_order_and_pages_with_a_link_header(api):
     assert [r["id"] for r in rows(api.get(next_url))] == [r["id"] for r in every[10:20]]
 
 
+@pytest.mark.parametrize("query", ["", "?format=yaml", "?format=json"])
+def test_the_schema_answers_its_own_errors_in_the_error_body(query):
+    response = APIClient().get(f"/api/schema/{query}")
+    assert response.status_code == 401 and response["Content-Type"] == "application/json"
+    assert response.json() == {"code": "not_authenticated", "detail": "Authentication credentials were not provided."}
+
+
 def test_the_schema_documents_every_error_an_operation_can_answer(api):
     schema = api.get("/api/schema/", {"format": "json"}).json()
     assert "Error" in schema["components"]["schemas"]

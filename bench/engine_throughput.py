@@ -112,15 +112,15 @@ def floor_worker(category_id: int, external_id: str, unit_id: int, run_id: int, 
             sellers, products, offers = page_params(platform="demo", items=items, run_id=run_id,
                                                     category_id=category_id, now=timezone.now())
             with conn.transaction(), conn.pipeline():
+                seen_products, seen_sellers = seen_params(platform="demo", items=items, run_id=run_id)
                 if with_sellers:
                     cursor.execute(sql["sellers_insert"], sellers)
                     cursor.execute(sql["sellers_refresh"], sellers)
-                    cursor.execute(sql["products_offers_upsert"], {**products, "offers": offers["offers"]})
+                    cursor.execute(sql["products_offers_upsert_seen"], {**products, "offers": offers["offers"]})
+                    cursor.execute(sql["sellers_seen"], seen_sellers)
                 else:
                     cursor.execute(sql["products_upsert"], products)
-                seen_products, seen_sellers = seen_params(platform="demo", items=items, run_id=run_id)
-                cursor.execute(sql["products_seen"], seen_products)
-                cursor.execute(sql["sellers_seen"], seen_sellers)
+                    cursor.execute(sql["products_seen"], seen_products)
                 cursor.execute(
                     "UPDATE collection_rununit SET cursor = %s, pages_done = pages_done + 1, "
                     "items_done = items_done + %s WHERE id = %s",

@@ -80,12 +80,16 @@ def _page_table(columns: dict[str, str], vendor: str, param: str = "rows") -> st
     return f"(SELECT {picked} FROM json_each(%({param})s)) AS p"  # noqa: S608
 
 
-def _id_list(param: str, vendor: str) -> str:
-    """The strings of one parameter holding a JSON array, as a subquery (for `IN`). On
-    PostgreSQL an ARRAY of them, so the planner looks each one up through the unique index."""
-    if vendor == "postgresql":
-        return f"SELECT unnest(ARRAY(SELECT jsonb_array_elements_text(%({param})s::jsonb)))"  # noqa: S608
-    return f"SELECT value FROM json_each(%({param})s)"  # noqa: S608
+def _ids_of(table: str, platform: str, param: str, vendor: str) -> str:
+    """The row ids of `table` (sellers, products) whose external ids are the strings of a
+    parameter holding a JSON array, as rows of a subquery `t(id)`. Each one is looked up by a
+    subquery on the unique key, the form the prepared statement's generic plan keeps as an
+    index lookup: with `IN (SELECT …)`, the plan made while the table was small read all of it
+    on every page (bench/: 98 pages/s became 11)."""
+    values = (f"jsonb_array_elements_text(%({param})s::jsonb) AS e(value)" if vendor == "postgresql"
+              else f"json_each(%({param})s) AS e")
+    return (f"(SELECT (SELECT x.id FROM {table} x WHERE x.platform = {platform} "  # noqa: S608
+            f"AND x.external_id = e.value) AS id FROM {values}) AS t")
 
 
 SELLER_ROW = {"e": "varchar", "n": "varchar", "fs": "integer", "fp": "numeric", "at": "varchar", "co": "varchar"}
@@ -172,24 +176,28 @@ def page_sql(vendor: str) -> dict[str, str]:
         # another category may have seen them already), in id order so that concurrent pages
         # of the run wait for each other in one order. After the upserts: found by unique key.
         "products_seen": (
-            f"INSERT INTO {run_product} (run_id, product_id) SELECT {run}, x.id FROM {product} x "  # noqa: S608
-            f"WHERE x.platform = {platform} AND x.external_id IN ({_id_list('products', vendor)}) "
-            f"ORDER BY x.id ON CONFLICT DO NOTHING"
+            f"INSERT INTO {run_product} (run_id, product_id) SELECT {run}, t.id "  # noqa: S608
+            f"FROM {_ids_of(product, platform, 'products', vendor)} "
+            f"WHERE t.id IS NOT NULL ORDER BY t.id ON CONFLICT DO NOTHING"
         ),
         "sellers_seen": (
-            f"INSERT INTO {run_seller} (run_id, seller_id) SELECT {run}, s.id FROM {seller} s "  # noqa: S608
-            f"WHERE s.platform = {platform} AND s.external_id IN ({_id_list('sellers', vendor)}) "
-            f"ORDER BY s.id ON CONFLICT DO NOTHING"
+            f"INSERT INTO {run_seller} (run_id, seller_id) SELECT {run}, t.id "  # noqa: S608
+            f"FROM {_ids_of(seller, platform, 'sellers', vendor)} "
+            f"WHERE t.id IS NOT NULL ORDER BY t.id ON CONFLICT DO NOTHING"
         ),
     }
     if vendor == "postgresql":
         # Products and their offers in one statement: the offers take the product ids the upsert
         # returns instead of looking each one up again.
-        statements["products_offers_upsert"] = (
-            f"WITH up AS ({statements['products_upsert']} RETURNING id, external_id) "  # noqa: S608
-            f"{offer_columns}SELECT up.id, {offer_seller}, p.cd, p.p, p.c, p.f, {now}, {now}, {run} "
-            f"FROM {_page_table(OFFER_ROW, vendor, 'offers')} JOIN up ON up.external_id = p.e "
-            f"ORDER BY p.e, p.s, p.cd {offer_conflict}"
+        offers_of_up = (f"{offer_columns}SELECT up.id, {offer_seller}, p.cd, p.p, p.c, p.f, {now}, {now}, {run} "  # noqa: S608
+                        f"FROM {_page_table(OFFER_ROW, vendor, 'offers')} JOIN up ON up.external_id = p.e "
+                        f"ORDER BY p.e, p.s, p.cd {offer_conflict}")
+        up = f"WITH up AS ({statements['products_upsert']} RETURNING id, external_id)"
+        statements["products_offers_upsert"] = f"{up} {offers_of_up}"
+        # ... and what the run saw, from the same ids (a checkpoint's page).
+        statements["products_offers_upsert_seen"] = (
+            f"{up}, seen AS (INSERT INTO {run_product} (run_id, product_id) SELECT {run}, id FROM up "  # noqa: S608
+            f"ORDER BY id ON CONFLICT DO NOTHING) {offers_of_up}"
         )
     return statements
 
@@ -269,16 +277,20 @@ def _items_execute(inserted, cursor, *, platform: str, items: list[ProductItem],
                                                   category_id=category_id, now=now, sellers=sellers)
     inserted.execute(sql["sellers_insert"], seller_params)
     cursor.execute(sql["sellers_refresh"], seller_params)
+    seen_products, seen_sellers = seen_params(platform=platform, items=items, run_id=run_id) if seen else (None, None)
     if offers["offers"] == "[]":  # a page without sellers (e.g. only products) has no offers
         cursor.execute(sql["products_upsert"], products)
+    elif seen and "products_offers_upsert_seen" in sql:
+        cursor.execute(sql["products_offers_upsert_seen"], {**products, "offers": offers["offers"]})
+        seen_products = None  # written by the same statement
     elif "products_offers_upsert" in sql:
         cursor.execute(sql["products_offers_upsert"], {**products, "offers": offers["offers"]})
     else:
         cursor.execute(sql["products_upsert"], products)
         cursor.execute(sql["offers_upsert"], offers)
-    if seen:
-        seen_products, seen_sellers = seen_params(platform=platform, items=items, run_id=run_id)
+    if seen_products:
         cursor.execute(sql["products_seen"], seen_products)
+    if seen_sellers:
         cursor.execute(sql["sellers_seen"], seen_sellers)
 
 

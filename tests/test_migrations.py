@@ -56,4 +56,8 @@ def test_pages_seen_in_runs_become_rows_by_id():
     assert list(apps.get_model("collection", "RunSeller").objects.values_list("run_id", "seller_id")) == [
         (runs[0].pk, seller.pk)]
     executor = MigrationExecutor(connection)
+    executor.migrate(before)  # and back: each run's ids as one page row
+    pages = executor.loader.project_state(before).apps.get_model("collection", "RunPage").objects.all()
+    assert [(p.run_id, sorted(p.products), p.sellers) for p in pages] == [(runs[0].pk, ["desk", "lamp"], ["alice"])]
+    executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())

@@ -1,7 +1,11 @@
 """Seen in run by id: a row a run and product (and a run and seller), keyed by both, in place
 of a row a page holding the page's external ids. A page of a run's products is then read from
 the key in id order instead of looking up every product the run saw (bench/scale_queries.py:
-93 ms for a run of 20,000 products, growing with the run). The pages' ids are carried over."""
+93 ms for a run of 20,000 products, growing with the run). The pages' ids are carried over;
+backwards, each run's ids come back as one page row of its first unit.
+
+Stop the workers before migrating: the old page rows are read and dropped in one transaction,
+so a page an old worker stored meanwhile would wait for it and then fail."""
 
 import django.db.models.deletion
 from django.db import migrations, models
@@ -34,6 +38,29 @@ def carry_over(apps, schema_editor):
                    f"AND t.platform = %s WHERE r.source = %s ON CONFLICT DO NOTHING")
             with connection.cursor() as cursor:
                 cursor.execute(sql, [platform, source])
+
+
+def carry_back(apps, schema_editor):
+    """Each run's products and sellers, by external id, as one page row (page 0 of its first
+    unit): what "seen in run" read before."""
+    connection = schema_editor.connection
+    q = {model: connection.ops.quote_name(apps.get_model("collection", model)._meta.db_table)
+         for model in ("RunPage", "Product", "Seller", "RunProduct", "RunSeller", "CollectionRun", "RunUnit")}
+    agg = "jsonb_agg" if connection.vendor == "postgresql" else "json_group_array"
+    empty = "'[]'::jsonb" if connection.vendor == "postgresql" else "'[]'"
+
+    def ids(seen: str, table: str, key: str) -> str:
+        return (f"COALESCE((SELECT {agg}(t.external_id) FROM {q[seen]} s JOIN {q[table]} t "  # noqa: S608
+                f"ON t.id = s.{key} WHERE s.run_id = r.id), {empty})")
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {q['RunPage']} (run_id, unit_id, page, products, sellers) "  # noqa: S608
+            f"SELECT r.id, (SELECT min(u.id) FROM {q['RunUnit']} u WHERE u.run_id = r.id), 0, "
+            f"{ids('RunProduct', 'Product', 'product_id')}, {ids('RunSeller', 'Seller', 'seller_id')} "
+            f"FROM {q['CollectionRun']} r WHERE EXISTS (SELECT 1 FROM {q['RunUnit']} u WHERE u.run_id = r.id) "
+            f"AND (EXISTS (SELECT 1 FROM {q['RunProduct']} s WHERE s.run_id = r.id) "
+            f"OR EXISTS (SELECT 1 FROM {q['RunSeller']} s WHERE s.run_id = r.id))")
 
 
 class Migration(migrations.Migration):
@@ -69,6 +96,6 @@ class Migration(migrations.Migration):
                                              to="collection.seller")),
             ],
         ),
-        migrations.RunPython(carry_over, migrations.RunPython.noop, elidable=True),
+        migrations.RunPython(carry_over, carry_back, elidable=True),
         migrations.DeleteModel(name="RunPage"),
     ]

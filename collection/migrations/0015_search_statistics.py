@@ -3,11 +3,12 @@
 The planner estimates how many rows `UPPER(col) LIKE '%word%'` matches by trying the pattern on
 the column's histogram. With the default 100 entries a word in 1 % of the names matches none or
 two of them, so the estimate is noise (it was 200 sellers of 2,000,000 where 17,580 matched):
-the planner then reads every match through the trigram index and sorts them (47 ms at 10 M
-products) instead of walking the rows newest first until a page is full (4 ms). With 1,000
-entries a 1 % word is estimated within about a third. The statistics are the trigram indexes'
-own (an expression index keeps statistics of its expression); ANALYZE samples 300,000 rows
-instead of 30,000, a few seconds at 10 M products, without blocking writes.
+the planner then read every match through the trigram index and sorted them instead of walking
+the rows newest first until a page is full (an API search request: 45 ms at 10 M products
+instead of 12 ms; the query alone 34 ms instead of 4). With 1,000 entries a 1 % word is
+estimated within about a third. The statistics are the trigram indexes' own (an expression
+index keeps statistics of its expression); ANALYZE samples 300,000 rows instead of 30,000, a
+few seconds at 10 M products, without blocking writes.
 """
 
 from django.db import migrations

@@ -6,7 +6,10 @@ of days (settings COLLECTION_KEEP_*, 0 keeps them forever):
 * operational noise in the event log of finished runs: retries, source warnings, re-dispatches.
   The audit trail (created, started, paused, budget changes, completed, failures, recoveries,
   overcharges) is kept forever;
-* idempotency keys, which only guard a client's retries.
+* idempotency keys, which only guard a client's retries;
+* what runs finished long ago saw (RunProduct, RunSeller: a row a product and seller a run
+  returned, the largest of these tables), only when COLLECTION_KEEP_SEEN_IN_RUN_DAYS is set:
+  "seen in run" of those runs is then empty, their counts and what they first found stay.
 
 Deleted in batches, each its own short statement, so pruning millions of rows never holds a lock
 on a table for long. Worker processes prune every COLLECTION_PRUNE_EVERY_SECONDS (startup.py);
@@ -25,7 +28,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from collection.models import EventKind, IdempotencyKey, RunEvent, SpendSample
+from collection.models import CollectionRun, EventKind, IdempotencyKey, RunEvent, RunProduct, RunSeller, SpendSample
 
 NOISE = (EventKind.UNIT_RETRY, EventKind.SOURCE_WARNING, EventKind.REDISPATCHED)
 BATCH = 5000
@@ -51,6 +54,10 @@ def prune(*, now=None, batch: int = BATCH, max_seconds: float | None = None) -> 
             deadline)
     if cutoff := older(settings.COLLECTION_KEEP_IDEMPOTENCY_KEYS_DAYS):
         counts["idempotency_keys"] = _delete(IdempotencyKey.objects.filter(created_at__lt=cutoff), batch, deadline)
+    if cutoff := older(settings.COLLECTION_KEEP_SEEN_IN_RUN_DAYS):
+        finished = CollectionRun.objects.filter(finished_at__lt=cutoff).values("id")
+        counts["seen_in_run"] = sum(_delete(model.objects.filter(run_id__in=finished), batch, deadline)
+                                    for model in (RunProduct, RunSeller))
     return counts
 
 

@@ -7,9 +7,21 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from collection.models import CollectionRun, EventKind, IdempotencyKey, RunEvent, RunStatus, SpendSample
+from collection.models import (
+    CollectionRun,
+    EventKind,
+    IdempotencyKey,
+    Product,
+    RunEvent,
+    RunProduct,
+    RunSeller,
+    RunStatus,
+    Seller,
+    SpendSample,
+)
+from collection.selectors import seen_counts
 from collection.services.retention import prune
-from tests.factories import make_run
+from tests.factories import make_run, seed_offers
 
 pytestmark = pytest.mark.django_db
 
@@ -69,6 +81,24 @@ def test_zero_days_keeps_everything_and_the_command_reports(settings, capsys):
     settings.COLLECTION_KEEP_TASK_RESULTS_DAYS = 1
     call_command("collection_prune", "--json")
     assert capsys.readouterr().out.strip() == '{"task_results": 1}'
+
+
+def test_what_old_runs_saw_goes_only_when_asked(settings):
+    seed_offers()
+    product_ids = list(Product.objects.values_list("id", flat=True))
+    seller_ids = list(Seller.objects.values_list("id", flat=True))
+    old_run, recent_run = finished_run(OLD), finished_run(timezone.now())
+    for run in (old_run, recent_run):
+        RunProduct.objects.bulk_create(RunProduct(run=run, product_id=pk) for pk in product_ids)
+        RunSeller.objects.bulk_create(RunSeller(run=run, seller_id=pk) for pk in seller_ids)
+    assert "seen_in_run" not in prune()  # kept forever by default
+    settings.COLLECTION_KEEP_SEEN_IN_RUN_DAYS = 30
+    assert prune(batch=2) == {"task_results": 0, "spend_samples": 0, "events": 0, "idempotency_keys": 0,
+                              "seen_in_run": len(product_ids) + len(seller_ids)}
+    assert seen_counts(old_run.pk) == {"sellers": 0, "products": 0}
+    assert seen_counts(recent_run.pk) == {"sellers": len(seller_ids), "products": len(product_ids)}
+    Product.objects.filter(pk=product_ids[0]).delete()  # the admin may: its row of the run stays behind
+    assert seen_counts(recent_run.pk)["products"] == len(product_ids) - 1  # the count is what the list shows
 
 
 @pytest.mark.django_db(transaction=True)

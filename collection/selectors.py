@@ -90,10 +90,11 @@ def seen_in_run(queryset: QuerySet, run_id: int) -> QuerySet:
 
 def seen_counts(run_id: int) -> dict[str, int]:
     """How many sellers and products a run has seen (each once)."""
-    # Through the products and sellers themselves: one deleted since (the admin allows it) left
-    # its row of the run behind, and the count is of what the run's lists show.
-    return {"sellers": seen_in_run(Seller.objects.all(), run_id).count(),
-            "products": seen_in_run(Product.objects.all(), run_id).count()}
+    # The run's own rows, read from their key alone (2 ms for 20,000; through the products
+    # themselves 114 ms at 10 M products, on a page that refreshes itself). A product or seller
+    # deleted since (the admin allows it) is still counted, and no longer listed.
+    return {"sellers": RunSeller.objects.filter(run_id=run_id).count(),
+            "products": RunProduct.objects.filter(run_id=run_id).count()}
 
 
 def month_budget() -> dict:

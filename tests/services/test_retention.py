@@ -97,8 +97,6 @@ def test_what_old_runs_saw_goes_only_when_asked(settings):
                               "seen_in_run": len(product_ids) + len(seller_ids)}
     assert seen_counts(old_run.pk) == {"sellers": 0, "products": 0}
     assert seen_counts(recent_run.pk) == {"sellers": len(seller_ids), "products": len(product_ids)}
-    Product.objects.filter(pk=product_ids[0]).delete()  # the admin may: its row of the run stays behind
-    assert seen_counts(recent_run.pk)["products"] == len(product_ids) - 1  # the count is what the list shows
 
 
 @pytest.mark.django_db(transaction=True)

@@ -277,20 +277,20 @@ def _items_execute(inserted, cursor, *, platform: str, items: list[ProductItem],
                                                   category_id=category_id, now=now, sellers=sellers)
     inserted.execute(sql["sellers_insert"], seller_params)
     cursor.execute(sql["sellers_refresh"], seller_params)
-    seen_products, seen_sellers = seen_params(platform=platform, items=items, run_id=run_id) if seen else (None, None)
+    products_with_seen = False  # the run's product rows written by the products' own statement
     if offers["offers"] == "[]":  # a page without sellers (e.g. only products) has no offers
         cursor.execute(sql["products_upsert"], products)
-    elif seen and "products_offers_upsert_seen" in sql:
-        cursor.execute(sql["products_offers_upsert_seen"], {**products, "offers": offers["offers"]})
-        seen_products = None  # written by the same statement
     elif "products_offers_upsert" in sql:
-        cursor.execute(sql["products_offers_upsert"], {**products, "offers": offers["offers"]})
+        cursor.execute(sql["products_offers_upsert_seen" if seen else "products_offers_upsert"],
+                       {**products, "offers": offers["offers"]})
+        products_with_seen = seen
     else:
         cursor.execute(sql["products_upsert"], products)
         cursor.execute(sql["offers_upsert"], offers)
-    if seen_products:
-        cursor.execute(sql["products_seen"], seen_products)
-    if seen_sellers:
+    if seen:
+        seen_products, seen_sellers = seen_params(platform=platform, items=items, run_id=run_id)
+        if not products_with_seen:
+            cursor.execute(sql["products_seen"], seen_products)
         cursor.execute(sql["sellers_seen"], seen_sellers)
 
 

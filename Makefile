@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint demo bench migrate install clean secret
+.PHONY: run test lint demo bench bench-index-cost migrate install clean secret
 
 # Python 3.13: pyenv's (as .python-version asks), else one on PATH, else pyenv installs it.
 $(PY):
@@ -52,6 +52,9 @@ demo: migrate
 
 bench: install
 	$(PY) bench/engine_throughput.py
+
+bench-index-cost: install
+	$(PY) bench/engine_throughput.py --index-cost --repeat 3
 
 clean:
 	rm -rf $(VENV) db.sqlite3 test-db.sqlite3* staticfiles

@@ -16,12 +16,21 @@ Scenarios (demo source, 100 items per page):
                       what this machine allows any implementation of the same writes.
 
 Targets: engine-N ≥ 50% of floor-N; latency-50ms ≥ 90% of 160 pages/s.
+
+    .venv/bin/python bench/engine_throughput.py --index-cost    # or: make bench-index-cost
+
+What the search indexes (the trigram indexes of migration 0012) cost the engine: the engine
+scenarios with and without them, in the same run and database, alternating the order each round
+(--repeat rounds, best of each). Target: with them within 10 % of without. The indexes are left
+as the migrations made them, also after an interrupted run (the next run restores them).
 Uses BENCH_DATABASE_URL (default postgres://root@127.0.0.1:5432/collection_bench), created if missing.
 """
 
 import argparse
+import importlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -74,6 +83,26 @@ def reset(concurrency: int = 1) -> None:
     settings.concurrency_per_run = concurrency
     settings.run_budget_cap = settings.monthly_budget_cap = 10**6
     settings.save()
+
+
+def search_indexes() -> list[tuple[str, str]]:
+    """(name, CREATE statement) of the trigram indexes, from the migrations that make them."""
+    created = importlib.import_module("collection.migrations.0012_search_and_sort_indexes")
+    return [(name, f"CREATE INDEX {name} ON {table} USING gin (UPPER({column}) gin_trgm_ops)")
+            for table, column, name in created.TRIGRAM]
+
+
+def set_search_indexes(present: bool) -> None:
+    """Drop the trigram indexes, or (re)create them as migrations 0012 and 0015 leave them."""
+    from django.db import connection
+
+    migration = importlib.import_module("collection.migrations.0015_search_statistics")
+    with connection.cursor() as cursor:
+        for name, create in search_indexes():
+            cursor.execute(f"DROP INDEX IF EXISTS {name}")
+            if present:
+                cursor.execute(create)
+                cursor.execute(f"ALTER INDEX {name} ALTER COLUMN 1 SET STATISTICS {migration.TARGET}")
 
 
 def make_categories(count: int, pages_each: int, prefix: str, page_size: int = PAGE_SIZE):
@@ -201,18 +230,73 @@ def run_engine(workers: int, *, categories: int, pages_each: int, concurrency: i
     return run.pages_done / (run.finished_at - run.started_at).total_seconds()
 
 
+ENGINE_SCENARIOS = {
+    "engine-1": lambda pages: run_engine(1, categories=1, pages_each=pages, concurrency=1),
+    "engine-2": lambda pages: run_engine(2, categories=2, pages_each=pages, concurrency=2),
+    **{f"latency-50ms-{size}-items": lambda pages, size=size: run_engine(
+        8, categories=8, pages_each=LATENCY_PAGES, concurrency=8, latency_ms=50, page_size=size)
+       for size in (100, 20)},
+}
+INDEX_COST_BOUND = -0.10  # with the indexes at most 10 % slower than without
+
+
+def index_cost(args) -> int:
+    """Each round runs every engine scenario without the search indexes and with them, the
+    order swapped every round (what runs second meets a warmer, busier database); the best
+    of the rounds counts for each."""
+    scenarios = {name: scenario for name, scenario in ENGINE_SCENARIOS.items()
+                 if name.startswith("latency") or not args.latency_only}
+    runs: dict[str, dict[str, list[float]]] = {"without": {}, "with": {}}
+    run_floor(1, 20)  # warm-up
+    try:
+        for round_ in range(args.repeat):
+            for variant in ("without", "with") if round_ % 2 == 0 else ("with", "without"):
+                reset()  # an empty table: the index is built at once
+                set_search_indexes(variant == "with")
+                for name, scenario in scenarios.items():
+                    runs[variant].setdefault(name, []).append(scenario(args.pages))
+                    print(f"round {round_ + 1}, {variant:>7} the indexes, {name:>24}: "
+                          f"{runs[variant][name][-1]:8.1f} pages/s", file=sys.stderr)
+    finally:
+        set_search_indexes(True)
+    change = {name: max(runs["with"][name]) / max(runs["without"][name]) - 1 for name in scenarios}
+    report = {
+        "rounds": args.repeat,
+        "pages_per_second": {variant: {name: round(max(values), 1) for name, values in by_name.items()}
+                             for variant, by_name in runs.items()},
+        "change_with_indexes": {name: round(value, 3) for name, value in change.items()},
+        "change_of_medians": {name: round(statistics.median(runs["with"][name])
+                                          / statistics.median(runs["without"][name]) - 1, 3) for name in scenarios},
+        "targets_met": all(value >= INDEX_COST_BOUND for value in change.values()),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for name, value in change.items():
+            print(f"{name:>24}: {report['pages_per_second']['without'][name]:7.1f} → "
+                  f"{report['pages_per_second']['with'][name]:7.1f} pages/s with the search indexes ({value:+.1%}; "
+                  f"medians {report['change_of_medians'][name]:+.1%})")
+        print("targets met (within 10 %)" if report["targets_met"] else "TARGETS MISSED (more than 10 % slower)")
+    return 0 if report["targets_met"] else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=300, help="pages per category in the 0 ms scenarios")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--latency-only", action="store_true", help="only the 50 ms latency scenarios")
     parser.add_argument("--repeat", type=int, default=2, help="runs per scenario; the best counts (default 2)")
+    parser.add_argument("--index-cost", action="store_true",
+                        help="the engine scenarios with and without the search indexes, alternating")
     args = parser.parse_args()
     ensure_database()
     setup_django(DEMO_COST_PER_REQUEST="0.001", DEMO_COST_PER_RESULT="0")
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    set_search_indexes(True)  # as migrated, also after an interrupted --index-cost run
+    if args.index_cost:
+        return index_cost(args)
     results: dict[str, float] = {}
 
     def measure(name: str, scenario) -> None:
@@ -224,10 +308,9 @@ def main() -> int:
     for n in () if args.latency_only else (1, 2):
         measure(f"floor-{n}", lambda n=n: run_floor(n, args.pages))
         measure(f"floor-{n}-products-only", lambda n=n: run_floor(n, args.pages, with_sellers=False))
-        measure(f"engine-{n}", lambda n=n: run_engine(n, categories=n, pages_each=args.pages, concurrency=n))
+        measure(f"engine-{n}", lambda n=n: ENGINE_SCENARIOS[f"engine-{n}"](args.pages))
     for size in (100, 20):
-        measure(f"latency-50ms-{size}-items", lambda size=size: run_engine(
-            8, categories=8, pages_each=LATENCY_PAGES, concurrency=8, latency_ms=50, page_size=size))
+        measure(f"latency-50ms-{size}-items", lambda size=size: ENGINE_SCENARIOS[f"latency-50ms-{size}-items"](args.pages))
         measure(f"latency-50ms-{size}-items-floor", lambda size=size: run_floor(
             8, LATENCY_PAGES, page_size=size, latency_ms=50))
     report = {

@@ -103,3 +103,24 @@ def test_searched_expressions_keep_finer_statistics(db):
         cursor.execute("SELECT attrelid::regclass::text, attstattarget FROM pg_attribute "
                        "WHERE attrelid IN ('product_title_trgm'::regclass, 'seller_name_trgm'::regclass)")
         assert sorted(cursor.fetchall()) == [("product_title_trgm", 1000), ("seller_name_trgm", 1000)]
+
+
+@postgres_only
+def test_the_index_cost_bench_leaves_the_indexes_as_migrated(db):
+    """`bench/engine_throughput.py --index-cost` drops the trigram indexes and builds them again:
+    afterwards they are what migrations 0012 and 0015 made, definition and statistics."""
+    from bench.engine_throughput import set_search_indexes
+
+    def indexes():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT i.indexname, i.indexdef, a.attstattarget FROM pg_indexes i "
+                           "JOIN pg_attribute a ON a.attrelid = (quote_ident(i.indexname))::regclass "
+                           "WHERE i.indexname IN ('product_title_trgm', 'seller_name_trgm') ORDER BY 1")
+            return cursor.fetchall()
+
+    migrated = indexes()
+    assert [name for name, *_ in migrated] == ["product_title_trgm", "seller_name_trgm"]
+    set_search_indexes(False)
+    assert indexes() == []
+    set_search_indexes(True)
+    assert indexes() == migrated

@@ -35,15 +35,31 @@ def search(queryset: QuerySet, fields: tuple[str, ...] | list[str], text: str, *
     as the categories, passes `min_part=1`)."""
     words = text.split()
     partial = any(len(word) >= min_part for word in words)
+    exact = [field[1:] for field in fields if field.startswith("=")]
+    parts = [field for field in fields if not field.startswith("=")] if partial else []
+    matches = []
     for word in words:
         match = Q()
-        for field in fields:
-            if field.startswith("="):
-                match |= Q(**{f"{field[1:]}__exact": word})
-            elif partial:
-                match |= Q(**{f"{field}__icontains": word})
-        queryset = queryset.filter(match) if match else queryset.none()
-    return queryset
+        for field in exact:
+            match |= Q(**{f"{field}__exact": word})
+        for field in parts:
+            match |= Q(**{f"{field}__icontains": word})
+        if not match:
+            return queryset.none()
+        matches.append(match)
+    if len(words) > 1 and len(parts) == 1:
+        # The same rows, said so that PostgreSQL can find them with one trigram-index scan for
+        # all the words (which intersects their matches as it reads) instead of one bitmap a
+        # word, each as large as the word is common, ANDed afterwards (two words in 3 % and 5 %
+        # of 10 million titles: 1.7 s, the bitmaps too large to stay exact; this way 0.1 s):
+        # every word in the one searched part, or an exact field equal to one of the words and
+        # then each word matched somewhere.
+        in_part = Q(*(Q(**{f"{parts[0]}__icontains": word}) for word in words))
+        any_exact = Q()
+        for field in exact:
+            any_exact |= Q(**{f"{field}__in": words})
+        return queryset.filter(in_part | (any_exact & Q(*matches)) if exact else in_part)
+    return queryset.filter(*matches) if matches else queryset
 
 
 def distinct_values(model, column: str, limit: int = 200) -> list:

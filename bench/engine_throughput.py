@@ -10,6 +10,8 @@ Scenarios (demo source, 100 items per page):
                       as the engine, and nothing else.
                       (floor-N-products-only skips the sellers: shown for reference.)
   engine-1 / engine-2 the real engine: N `manage.py db_worker` processes, 0 ms latency.
+  engine-2-resight    the second of two runs over the same categories: every product, seller
+                      and offer is refreshed, not inserted (daily runs over the same categories).
   latency-50ms        8 workers, concurrency 8, 50 ms per page: ideal 8 / 0.05 s = 160 pages/s;
                       with 100 and 20 (the demo's default) items per page.
   latency-50ms-floor  the floor's writes in 8 processes, each waiting 50 ms before each page:
@@ -197,7 +199,10 @@ def start_workers(n: int, env: dict) -> list[subprocess.Popen]:
 
 
 def run_engine(workers: int, *, categories: int, pages_each: int, concurrency: int, latency_ms: int = 0,
-               page_size: int = PAGE_SIZE) -> float:
+               page_size: int = PAGE_SIZE, resight: bool = False) -> float:
+    """Pages/s of a run of N workers over new categories, or with `resight`, of a second run over
+    the same categories: every product, seller and offer is known and refreshed, not inserted
+    (what daily runs over the same categories do)."""
     from collection.models import CollectionRun
     from collection.services import runs
 
@@ -210,16 +215,17 @@ def run_engine(workers: int, *, categories: int, pages_each: int, concurrency: i
     from django.conf import settings
 
     settings.DEMO_PAGE_SIZE = page_size
-    run = runs.run_create(source="demo", category_ids=[c.pk for c in cats])
     procs = start_workers(workers, {"DEMO_LATENCY_MS": latency_ms, "COLLECTION_SLICE_SECONDS": 30,
                                     "DEMO_PAGE_SIZE": page_size})
     try:
         time.sleep(1.0 + 0.75 * workers)  # let the workers boot (CPU-heavy) before the clock starts
-        runs.run_start(run_id=run.pk)
-        # The clock is the run's own (started_at to finished_at, written by the engine), so this
-        # process can look rarely and stay off the CPU the workers share.
-        while CollectionRun.objects.values_list("status", flat=True).get(pk=run.pk) == "running":
-            time.sleep(0.25)
+        for _ in range(2 if resight else 1):
+            run = runs.run_create(source="demo", category_ids=[c.pk for c in cats])
+            runs.run_start(run_id=run.pk)
+            # The clock is the run's own (started_at to finished_at, written by the engine), so
+            # this process can look rarely and stay off the CPU the workers share.
+            while CollectionRun.objects.values_list("status", flat=True).get(pk=run.pk) == "running":
+                time.sleep(0.25)
     finally:
         for p in procs:
             p.terminate()
@@ -233,6 +239,7 @@ def run_engine(workers: int, *, categories: int, pages_each: int, concurrency: i
 ENGINE_SCENARIOS = {
     "engine-1": lambda pages: run_engine(1, categories=1, pages_each=pages, concurrency=1),
     "engine-2": lambda pages: run_engine(2, categories=2, pages_each=pages, concurrency=2),
+    "engine-2-resight": lambda pages: run_engine(2, categories=2, pages_each=pages, concurrency=2, resight=True),
     **{f"latency-50ms-{size}-items": lambda pages, size=size: run_engine(
         8, categories=8, pages_each=LATENCY_PAGES, concurrency=8, latency_ms=50, page_size=size)
        for size in (100, 20)},
@@ -309,6 +316,8 @@ def main() -> int:
         measure(f"floor-{n}", lambda n=n: run_floor(n, args.pages))
         measure(f"floor-{n}-products-only", lambda n=n: run_floor(n, args.pages, with_sellers=False))
         measure(f"engine-{n}", lambda n=n: ENGINE_SCENARIOS[f"engine-{n}"](args.pages))
+    if not args.latency_only:
+        measure("engine-2-resight", lambda: ENGINE_SCENARIOS["engine-2-resight"](args.pages))
     for size in (100, 20):
         measure(f"latency-50ms-{size}-items", lambda size=size: ENGINE_SCENARIOS[f"latency-50ms-{size}-items"](args.pages))
         measure(f"latency-50ms-{size}-items-floor", lambda size=size: run_floor(

@@ -23,8 +23,9 @@ Targets: engine-N ≥ 50% of floor-N; latency-50ms ≥ 90% of 160 pages/s.
 
 What the search indexes (the trigram indexes of migration 0012) cost the engine: the engine
 scenarios with and without them, in the same run and database, alternating the order each round
-(--repeat rounds, best of each). Target: with them within 10 % of without. The indexes are left
-as the migrations made them, also after an interrupted run (the next run restores them).
+(--repeat rounds, best of each; an even number puts each first as often). Target: with them
+within 10 % of without. The indexes are left as the migrations made them, also after an
+interrupted run (the next run restores them).
 Uses BENCH_DATABASE_URL (default postgres://root@127.0.0.1:5432/collection_bench), created if missing.
 """
 

@@ -89,6 +89,7 @@ def cases(data: dict) -> list[tuple[str, str]]:
         ("admin products: detail (admin baseline)", f"/admin/collection/product/{product['id']}/change/"),
         ("admin products", "/admin/collection/product/"),
         ("admin products: search word", "/admin/collection/product/?q=phone"),
+        ("admin products: search two words", "/admin/collection/product/?q=wireless+phone"),
         ("admin products: search exact id", f"/admin/collection/product/?q={product['external_id']}"),
         ("admin products: platform", "/admin/collection/product/?platform=amazon"),
         ("admin products: newest first", "/admin/collection/product/?o=-10"),

@@ -420,7 +420,10 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self):
-        return self.object_list[: self.CAP + 1].count()
+        # Without the page's order: any CAP + 1 matching rows will do, so the planner may take
+        # them from a search's index instead of walking the table in order until it has them.
+        rows = self.object_list.order_by() if hasattr(self.object_list, "order_by") else self.object_list
+        return rows[: self.CAP + 1].count()
 
 
 class AtScale:

@@ -59,7 +59,9 @@ def search(queryset: QuerySet, fields: tuple[str, ...] | list[str], text: str, *
         for field in exact:
             any_exact |= Q(**{f"{field}__in": words})
         return queryset.filter(in_part | (any_exact & Q(*matches)) if exact else in_part)
-    return queryset.filter(*matches) if matches else queryset
+    for match in matches:  # one filter a word: through a many-valued relation, any related row may match each
+        queryset = queryset.filter(match)
+    return queryset
 
 
 def distinct_values(model, column: str, limit: int = 200) -> list:

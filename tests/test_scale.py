@@ -6,7 +6,7 @@ from django.db import connection
 from django.db.models import Q
 
 from collection.admin import CappedCountPaginator
-from collection.models import CollectionRun, Offer, Product, Seller
+from collection.models import Category, CollectionRun, Offer, Product, Seller
 from collection.selectors import distinct_values, search, seen_in_run
 from collection.services.checkpoint import upsert_items
 from collection.sources.demo import demo_item
@@ -39,25 +39,41 @@ def test_search_matches_exact_ids_and_parts_of_titles(products):
 
 
 def test_several_words_match_the_same_rows_however_the_query_is_said(products):
-    """Every word must match an exact field or the searched part; the query is said so that one
-    trigram-index scan finds all the words (selectors.search), and matches what word-by-word
-    filters match, also when one word is an id and another part of the title."""
-    fields = ("=external_id", "title")
+    """Every word must match an exact field or a searched part; several words are said so that
+    one trigram-index scan finds them all (selectors.search), and match what one filter a word
+    matches, also when one word is an id and another part of the title."""
     first, last = products.first(), products.last()
+    seller, category = first.seller, first.category
     word = first.title.split()[0]
 
-    def word_by_word(text):  # what the search means, one filter a word
-        rows, partial = Product.objects.all(), any(len(w) >= 3 for w in text.split())
+    def word_by_word(model, fields, text, min_part):  # what the search means, one filter a word
+        rows, partial = model.objects.all(), any(len(w) >= min_part for w in text.split())
         for w in text.split():
-            rows = rows.filter(Q(external_id=w) | Q(title__icontains=w) if partial else Q(external_id=w))
+            match = Q()
+            for field in fields:
+                if field.startswith("="):
+                    match |= Q(**{field[1:]: w})
+                elif partial:
+                    match |= Q(**{f"{field}__icontains": w})
+            rows = rows.filter(match)
         return set(rows)
 
-    for text in (f"{word} {first.title.split()[1]}", f"{first.external_id} {word}", f"{word} {first.external_id}",
-                 f"{first.external_id} {last.external_id}", f"{word} zzqx", f"{first.external_id} zzqx",
-                 f"{word.upper()} {first.title.split()[-1]}", f"{word} 1"):
-        assert set(search(Product.objects.all(), fields, text)) == word_by_word(text), text
-    assert first in search(Product.objects.all(), fields, f"{first.external_id} {word}")
-    assert not search(Product.objects.all(), fields, f"{first.external_id} {last.external_id}").exists()
+    cases = [
+        (Product, ("=external_id", "title"), 3,
+         [f"{word} {first.title.split()[1]}", f"{first.external_id} {word}", f"{word} {first.external_id}",
+          f"{first.external_id} {last.external_id}", f"{word} zzqx", f"{first.external_id} zzqx",
+          f"{word.upper()} {first.title.split()[-1]}", f"{word} 1", f"{word} {word}", "de mo", f"{word} 1 1"]),
+        (Seller, ("=external_id", "name"), 3,
+         [f"{seller.external_id} {seller.name.split()[0]}", f"{seller.name} zzqx", seller.name, "se 1"]),
+        (Category, ("name", "=external_id"), 1,
+         [f"{category.name} {category.external_id}", f"{category.external_id} x", "a b", category.name]),
+    ]
+    for model, fields, min_part, texts in cases:
+        for text in texts:
+            found = search(model.objects.all(), fields, text, min_part=min_part)
+            assert set(found) == word_by_word(model, fields, text, min_part), (model, text)
+    assert first in search(Product.objects.all(), ("=external_id", "title"), f"{first.external_id} {word}")
+    assert not search(Product.objects.all(), ("=external_id", "title"), f"{first.external_id} {last.external_id}")
 
 
 def test_filter_choices_are_the_columns_values(products):

@@ -88,24 +88,19 @@ def reset(concurrency: int = 1) -> None:
     settings.save()
 
 
-def search_indexes() -> list[tuple[str, str]]:
-    """(name, CREATE statement) of the trigram indexes, from the migrations that make them."""
-    created = importlib.import_module("collection.migrations.0012_search_and_sort_indexes")
-    return [(name, f"CREATE INDEX {name} ON {table} USING gin (UPPER({column}) gin_trgm_ops)")
-            for table, column, name in created.TRIGRAM]
-
-
 def set_search_indexes(present: bool) -> None:
-    """Drop the trigram indexes, or (re)create them as migrations 0012 and 0015 leave them."""
+    """Drop the trigram indexes, or build them again, by the migrations' own steps (0012 makes
+    them, 0015 sets their statistics)."""
     from django.db import connection
 
-    migration = importlib.import_module("collection.migrations.0015_search_statistics")
-    with connection.cursor() as cursor:
-        for name, create in search_indexes():
-            cursor.execute(f"DROP INDEX IF EXISTS {name}")
-            if present:
-                cursor.execute(create)
-                cursor.execute(f"ALTER INDEX {name} ALTER COLUMN 1 SET STATISTICS {migration.TARGET}")
+    made = importlib.import_module("collection.migrations.0012_search_and_sort_indexes")
+    tuned = importlib.import_module("collection.migrations.0015_search_statistics")
+    with connection.schema_editor(atomic=False) as editor:  # CONCURRENTLY: outside a transaction
+        if present:
+            made.add_trigram_indexes(None, editor)
+            tuned.set_statistics(tuned.TARGET)(None, editor)
+        else:
+            made.drop_trigram_indexes(None, editor)
 
 
 def make_categories(count: int, pages_each: int, prefix: str, page_size: int = PAGE_SIZE):

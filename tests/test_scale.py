@@ -145,7 +145,8 @@ def test_searched_expressions_keep_finer_statistics(db):
 
 
 @postgres_only
-def test_the_index_cost_bench_leaves_the_indexes_as_migrated(db):
+@pytest.mark.django_db(transaction=True)  # the indexes are built CONCURRENTLY, outside a transaction
+def test_the_index_cost_bench_leaves_the_indexes_as_migrated():
     """`bench/engine_throughput.py --index-cost` drops the trigram indexes and builds them again:
     afterwards they are what migrations 0012 and 0015 made, definition and statistics."""
     from bench.engine_throughput import set_search_indexes

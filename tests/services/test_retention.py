@@ -107,8 +107,10 @@ def test_worker_processes_prune_on_their_own(tmp_path):
     pool = Workers(tmp_path, COLLECTION_PRUNE_EVERY_SECONDS="1")
     try:
         pool.start(1)
-        wait_for(lambda: not DBTaskResult.objects.filter(pk=old.pk).exists(), timeout=60,
-                 message="the worker's sweep pruned the old task result")
+        # The row goes when the batch commits, the log line once the sweep returns: wait for
+        # both, or stopping the worker in between loses the line (seen in CI).
+        wait_for(lambda: not DBTaskResult.objects.filter(pk=old.pk).exists() and "retention (worker" in pool.logs(),
+                 timeout=60, message="the worker's sweep pruned the old task result and said so")
     finally:
         pool.stop()
     assert "retention (worker" in pool.logs()

@@ -10,9 +10,10 @@ definitions after it, then ANALYZE: 10,000,000 products take minutes, not hours.
 Shape (per N products): N / 5 sellers, N offers (one a product, as eBay listings), a product in
 one of 1,000 categories, N / 200 runs with 5 events each. Titles are six words of a 500-word
 vocabulary (each word in about 1 % of titles) plus a model code shared by about 100 products at
-any size; seller names two words and a number. The newest run saw 20,000 products and 4,000
-sellers from all over the tables. Reusable by other benchmarks: `generate(url, products)`
-returns what it built.
+any size (eight letters and digits, as "3B7F0A91": manufacturers' codes share no prefix with
+every title, which sequential zero-padded numbers would); seller names two words and a number.
+The newest run saw 20,000 products and 4,000 sellers from all over the tables. Reusable by
+other benchmarks: `generate(url, products)` returns what it built.
 """
 
 import argparse
@@ -143,7 +144,7 @@ def generate(url: str, products: int) -> dict:
                 last_seen_at, category_id, first_seen_run_id, seller_id, buying_options, condition, legacy_id,
                 location_country, source_category_ids)
             SELECT g, {pick(PLATFORMS, 'g')}, 'P' || lpad(g::text, 10, '0'),
-                concat_ws(' ', {words}, 'M' || lpad(({mix('g', 17)} % ({products} / 100 + 1))::text, 7, '0')),
+                concat_ws(' ', {words}, upper(left(md5(({mix('g', 17)} % ({products} / 100 + 1))::text), 8))),
                 CASE WHEN g % 10 = 0 THEN NULL ELSE 1 + ({mix('g', 18)} % 100000) / 100.0 END, 'USD',
                 'https://example.com/item/' || g, now() - make_interval(secs => {products} - g), now(),
                 1 + ({mix('g', 19)} % {categories}), 1 + (g % {runs}), 1 + ({mix('g', 20)} % {sellers}),

@@ -6,6 +6,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import PAGE_VAR
 from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -28,7 +29,15 @@ from collection.models import (
     Seller,
 )
 from collection.money import MONEY
-from collection.selectors import distinct_values, month_budget, search, seen_counts, seen_in_run, source_quota
+from collection.selectors import (
+    count_within,
+    distinct_values,
+    month_budget,
+    search,
+    seen_counts,
+    seen_in_run,
+    source_quota,
+)
 from collection.services import runs
 from collection.services.categories import category_add_by_id
 from collection.services.errors import BudgetExceeded, CollectionError, InvalidInput
@@ -414,16 +423,42 @@ class CsvExportMixin:
 
 class CappedCountPaginator(Paginator):
     """Counts at most CAP + 1 rows (a COUNT over a LIMIT): counting millions of rows reads
-    millions of rows on every page. The pagination template says "more than CAP" past it."""
+    millions of rows on every page; the pagination template says "more than CAP" past it.
+    On PostgreSQL the count also stops after BUDGET_MS (a search whose words are common
+    together reads many rows for each match it counts): the page is then fetched with one row
+    more than it shows, and the count is the rows up to that one (`counted` False, "more than
+    N" up to this page), which still tells whether a next page exists. The admin passes the
+    page asked for (`page_number`), which is the one ChangeList fetches."""
 
     CAP = 10_000
+    BUDGET_MS = 25
+
+    def __init__(self, object_list, per_page, orphans=0, allow_empty_first_page=True, *, page_number=1):
+        super().__init__(object_list, per_page, orphans, allow_empty_first_page)
+        self.page_number = max(page_number, 1)
+        self.counted = True
+        self._window = None
 
     @cached_property
     def count(self):
-        # Without the page's order: any CAP + 1 matching rows will do, so the planner may take
-        # them from a search's index instead of walking the table in order until it has them.
-        rows = self.object_list.order_by() if hasattr(self.object_list, "order_by") else self.object_list
-        return rows[: self.CAP + 1].count()
+        counted = count_within(self.object_list, cap=self.CAP, budget_ms=self.BUDGET_MS)
+        if counted is not None:
+            return counted
+        start = (self.page_number - 1) * self.per_page
+        self._window = list(self.object_list[start : start + self.per_page + 1])
+        self.counted = len(self._window) <= self.per_page  # the last page: the count is exact
+        return start + len(self._window)
+
+    @property
+    def shown_up_to(self) -> int:
+        """The last row of the asked page: what "more than" says when not `counted`."""
+        return self.page_number * self.per_page
+
+    def page(self, number):
+        number = self.validate_number(number)
+        if self._window is not None and number == self.page_number:
+            return self._get_page(self._window[: self.per_page], number, self)
+        return super().page(number)
 
 
 class AtScale:
@@ -432,8 +467,17 @@ class AtScale:
     sorts an index serves (`sortable_by`)."""
 
     paginator = CappedCountPaginator
+    list_per_page = 50  # as the API's pages: a search walks rows in id order until a page is full
+    list_max_show_all = 50  # "show all" only where one page already does: an uncounted search has no bound
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # a count per filter choice reads every matching row
+
+    def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
+        try:  # as ChangeList reads the page it then asks the paginator for
+            page_number = int(request.GET.get(PAGE_VAR, 1))
+        except ValueError:
+            page_number = 1
+        return self.paginator(queryset, per_page, orphans, allow_empty_first_page, page_number=page_number)
 
     def get_search_results(self, request, queryset, search_term):
         return search(queryset, self.search_fields, search_term), False

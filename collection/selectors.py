@@ -2,7 +2,7 @@
 
 from decimal import Decimal
 
-from django.db import connection
+from django.db import OperationalError, connection, connections, transaction
 from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
@@ -80,6 +80,35 @@ def distinct_values(model, column: str, limit: int = 200) -> list:
     with connection.cursor() as cursor:
         cursor.execute(sql, [limit])
         return [row[0] for row in cursor.fetchall()]
+
+
+def count_within(queryset: QuerySet, *, cap: int, budget_ms: int) -> int | None:
+    """How many rows match, up to `cap` + 1 (a COUNT over a LIMIT, without the page's order, so
+    the planner may take any matching rows from the cheapest index); None when PostgreSQL
+    cannot count them within `budget_ms` (its statement timeout, for this statement only:
+    the setting is restored, or undone with the savepoint when the count is cancelled).
+    Elsewhere (SQLite, a small database) the count always finishes."""
+    rows = queryset.order_by()[: cap + 1]
+    db = connections[queryset.db]
+    if db.vendor != "postgresql":
+        return rows.count()
+    nested = db.in_atomic_block  # SET LOCAL outlives a released savepoint: restore it then
+    try:
+        with transaction.atomic(using=queryset.db), db.cursor() as cursor:
+            cursor.execute(  # the setting before, then the budget (OFFSET 0: the subquery first)
+                "SELECT before, set_config('statement_timeout', %s, true) "
+                "FROM (SELECT current_setting('statement_timeout') AS before OFFSET 0) setting",
+                [f"{max(budget_ms, 1)}ms"],
+            )
+            before = cursor.fetchone()[0]
+            count = rows.count()
+            if nested:
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [before])
+            return count
+    except OperationalError as error:
+        if getattr(error.__cause__, "sqlstate", None) == "57014":  # query_canceled: the budget ran out
+            return None
+        raise
 
 
 def runs_with_categories() -> QuerySet[CollectionRun]:

@@ -2,12 +2,14 @@
 PostgreSQL's plans, not by the clock), filter choices and counts never read a whole table."""
 
 import pytest
+from django.contrib import admin
 from django.db import connection
-from django.db.models import Q
+from django.db.models import BooleanField, Q
+from django.db.models.expressions import RawSQL
 
 from collection.admin import CappedCountPaginator
 from collection.models import Category, CollectionRun, Offer, Product, Seller
-from collection.selectors import distinct_values, search, seen_in_run
+from collection.selectors import count_within, distinct_values, search, seen_in_run
 from collection.services.checkpoint import upsert_items
 from collection.sources.demo import demo_item
 from tests.conftest import postgres_only
@@ -86,10 +88,56 @@ def test_admin_counts_at_most_a_cap_and_says_so(admin_client, products, monkeypa
     monkeypatch.setattr(CappedCountPaginator, "CAP", 10)
     page = admin_client.get("/admin/collection/product/").content.decode()
     assert "more than 10 products" in page
+    searched = admin_client.get("/admin/collection/product/", {"q": "item"}).content.decode()
+    assert "more than 10 results" in searched and "11 results" not in searched
     few = admin_client.get("/admin/collection/product/", {"q": products.first().external_id}).content.decode()
     assert "1 product" in few and "more than" not in few
     faceted = admin_client.get("/admin/collection/product/", {"_facets": "1"}).content.decode()
     assert "Show counts" not in page and "Hide counts" not in faceted  # a count per choice is never run
+
+
+def slow(queryset, seconds_a_row=0.01):
+    """The rows, each taking `seconds_a_row` to test: a count that a budget cuts short for real."""
+    return queryset.filter(RawSQL("pg_sleep(%s) IS NOT NULL", [seconds_a_row], output_field=BooleanField()))
+
+
+@postgres_only
+def test_a_count_past_its_budget_is_cancelled_and_the_timeout_restored(products):
+    def timeout():
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW statement_timeout")
+            return cursor.fetchone()[0]
+
+    before = timeout()
+    assert count_within(Product.objects.all(), cap=100, budget_ms=5000) == 30
+    assert count_within(Product.objects.all(), cap=10, budget_ms=5000) == 11
+    assert timeout() == before  # not left at the budget for the rest of the request
+    assert count_within(slow(Product.objects.all()), cap=100, budget_ms=20) is None  # 30 rows × 10 ms
+    assert timeout() == before
+    assert Product.objects.count() == 30  # the transaction is usable after the cancelled count
+
+
+@postgres_only
+def test_admin_pages_a_search_it_could_not_count_in_time(admin_client, products, monkeypatch):
+    product_admin = admin.site._registry[Product]
+    monkeypatch.setattr(type(product_admin), "list_per_page", 10)
+    monkeypatch.setattr(type(product_admin), "get_queryset", lambda self, request: slow(Product.objects.all()))
+
+    def changelist(**params):
+        response = admin_client.get("/admin/collection/product/", {"q": "item", **params})
+        return response.context["cl"], response.content.decode()
+
+    cl, page = changelist()  # a count of 30 rows at 10 ms each: past the 25 ms budget
+    assert "more than 10 products (too many to count quickly)" in page
+    assert "more than 10 results" in page  # the search bar says so too, not "11 results"
+    assert list(cl.result_list) == list(products[:10])
+    assert "?p=2" in page and "?p=3" not in page  # a next page, none further: not counted
+    cl, page = changelist(p=2)
+    assert "more than 20 products" in page and list(cl.result_list) == list(products[10:20])
+    cl, page = changelist(p=3)  # the last page: fewer rows than a page, so the count is exact
+    assert "30 products" in page and "more than" not in page and list(cl.result_list) == list(products[20:])
+    assert "30 results" in page
+    assert admin_client.get("/admin/collection/product/", {"q": "item", "p": 4}).status_code == 302  # past the end
 
 
 def test_admin_offers_only_sorts_an_index_serves(admin_client, products):

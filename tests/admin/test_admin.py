@@ -121,9 +121,11 @@ def seed_items(n: int):
 
 def test_sellers_and_products_export_to_csv_and_list_in_constant_queries(console, django_assert_max_num_queries):
     seed_items(60)
-    with django_assert_max_num_queries(12):
+    # 14: on PostgreSQL, inside the test's transaction, the count's time budget adds a savepoint,
+    # its release, the setting and its restore (CappedCountPaginator), whatever the row count
+    with django_assert_max_num_queries(14):
         assert console.get(reverse("admin:collection_product_changelist")).status_code == 200
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(14):
         assert console.get(reverse("admin:collection_seller_changelist")).status_code == 200
     sellers = list(Seller.objects.values_list("pk", flat=True))
     response = console.post(reverse("admin:collection_seller_changelist"),

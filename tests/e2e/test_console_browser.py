@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
+from collection.admin import SellerAdmin
 from collection.models import CollectionRun, RunStatus, Seller
 from tests.conftest import ROOT, Workers, make_categories, wait_for
 
@@ -142,9 +143,9 @@ def test_operator_drives_a_run_from_its_page_and_follows_what_it_saw(live_server
     assert CollectionRun.objects.get().status == RunStatus.COMPLETED
     assert rows[0][2] == "external_id"
     exported = {row[2] for row in rows[1:]}
-    # the changelist selects one page (100 rows) at a time
+    # the changelist selects one page (50 rows, SellerAdmin.list_per_page) at a time
     assert exported and exported <= set(Seller.objects.values_list("external_id", flat=True))
-    assert len(exported) == min(100, Seller.objects.count())
+    assert len(exported) == min(SellerAdmin.list_per_page, Seller.objects.count()) == 50
     assert os.path.getsize(ARTIFACTS / "run-page-completed-dark.png") > 0
 
 

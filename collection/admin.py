@@ -467,7 +467,7 @@ class AtScale:
     sorts an index serves (`sortable_by`)."""
 
     paginator = CappedCountPaginator
-    list_per_page = 50  # as the API's pages: a search walks rows in id order until a page is full
+    list_per_page = 50  # as the runs' list: a search walks rows in id order until a page is full
     list_max_show_all = 50  # "show all" only where one page already does: an uncounted search has no bound
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # a count per filter choice reads every matching row

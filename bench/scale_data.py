@@ -10,8 +10,8 @@ definitions after it, then ANALYZE: 10,000,000 products take minutes, not hours.
 Shape (per N products): N / 5 sellers, N offers (one a product, as eBay listings), a product in
 one of 1,000 categories, N / 200 runs with 5 events each. Titles are six words of a 500-word
 vocabulary (each word in about 1 % of titles) plus a model code shared by about 100 products at
-any size (eight letters and digits, as "3B7F0A91": manufacturers' codes share no prefix with
-every title, which sequential zero-padded numbers would); seller names two words and a number.
+any size (eight hex digits, as "3B7F0A91": manufacturers' codes share no prefix with every
+title, which sequential zero-padded numbers would); seller names two words and a number.
 The newest run saw 20,000 products and 4,000 sellers from all over the tables. Reusable by
 other benchmarks: `generate(url, products)` returns what it built.
 """

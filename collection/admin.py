@@ -6,7 +6,8 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.views.main import PAGE_VAR
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import PAGE_VAR, ChangeList
 from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -426,9 +427,10 @@ class CappedCountPaginator(Paginator):
     millions of rows on every page; the pagination template says "more than CAP" past it.
     On PostgreSQL the count also stops after BUDGET_MS (a search whose words are common
     together reads many rows for each match it counts): the page is then fetched with one row
-    more than it shows, and the count is the rows up to that one (`counted` False, "more than
-    N" up to this page), which still tells whether a next page exists. The admin passes the
-    page asked for (`page_number`), which is the one ChangeList fetches."""
+    more than it shows (`rows`), and the count is the rows up to that one (`counted` False,
+    "more than N" up to this page), which still tells whether a next page exists. The admin
+    passes the page asked for (`page_number`), which is the one ChangeList fetches; a page past
+    the rows or past CAP is refused as Django refuses a page past its count."""
 
     CAP = 10_000
     BUDGET_MS = 25
@@ -437,7 +439,7 @@ class CappedCountPaginator(Paginator):
         super().__init__(object_list, per_page, orphans, allow_empty_first_page)
         self.page_number = max(page_number, 1)
         self.counted = True
-        self._window = None
+        self.rows = None  # the asked page's rows and one more, when the count ran out of time
 
     @cached_property
     def count(self):
@@ -445,9 +447,13 @@ class CappedCountPaginator(Paginator):
         if counted is not None:
             return counted
         start = (self.page_number - 1) * self.per_page
-        self._window = list(self.object_list[start : start + self.per_page + 1])
-        self.counted = len(self._window) <= self.per_page  # the last page: the count is exact
-        return start + len(self._window)
+        if start > self.CAP:  # no deeper than a counted list pages
+            raise IncorrectLookupParameters(f"page {self.page_number} is past the first {self.CAP:,} rows")
+        self.rows = list(self.object_list[start : start + self.per_page + 1])
+        if not self.rows and start:
+            raise IncorrectLookupParameters(f"page {self.page_number} is past the last row")
+        self.counted = len(self.rows) <= self.per_page  # the last page: the count is exact
+        return start + len(self.rows)
 
     @property
     def shown_up_to(self) -> int:
@@ -456,9 +462,18 @@ class CappedCountPaginator(Paginator):
 
     def page(self, number):
         number = self.validate_number(number)
-        if self._window is not None and number == self.page_number:
-            return self._get_page(self._window[: self.per_page], number, self)
+        if self.rows is not None and number == self.page_number:
+            return self._get_page(self.rows[: self.per_page], number, self)
         return super().page(number)
+
+
+class AtScaleChangeList(ChangeList):
+    def get_results(self, request):
+        super().get_results(request)
+        if self.paginator.rows is not None and not self.multi_page:
+            # One page holds every match (fetched with the page, the count having run out of
+            # time): show those rows instead of running the search again without a limit.
+            self.result_list = self.paginator.rows
 
 
 class AtScale:
@@ -468,9 +483,12 @@ class AtScale:
 
     paginator = CappedCountPaginator
     list_per_page = 50  # as the runs' list: a search walks rows in id order until a page is full
-    list_max_show_all = 50  # "show all" only where one page already does: an uncounted search has no bound
+    list_max_show_all = 50  # never "show all" (Django offers it past one page): an uncounted search has no bound
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # a count per filter choice reads every matching row
+
+    def get_changelist(self, request, **kwargs):
+        return AtScaleChangeList
 
     def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
         try:  # as ChangeList reads the page it then asks the paginator for

@@ -92,7 +92,7 @@ def count_within(queryset: QuerySet, *, cap: int, budget_ms: int) -> int | None:
     db = connections[queryset.db]
     if db.vendor != "postgresql":
         return rows.count()
-    nested = db.in_atomic_block  # SET LOCAL outlives a released savepoint: restore it then
+    nested = db.in_atomic_block or not db.get_autocommit()  # SET LOCAL outlives this block: restore it
     try:
         with transaction.atomic(using=queryset.db), db.cursor() as cursor:
             cursor.execute(  # the setting before, then the budget (OFFSET 0: the subquery first)

@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.db import connection
 from django.db.models import BooleanField, Q
 from django.db.models.expressions import RawSQL
+from django.test.utils import CaptureQueriesContext
 
 from collection.admin import CappedCountPaginator
 from collection.models import Category, CollectionRun, Offer, Product, Seller
@@ -120,6 +121,7 @@ def test_a_count_past_its_budget_is_cancelled_and_the_timeout_restored(products)
 @postgres_only
 def test_admin_pages_a_search_it_could_not_count_in_time(admin_client, products, monkeypatch):
     product_admin = admin.site._registry[Product]
+    monkeypatch.setattr(CappedCountPaginator, "BUDGET_MS", 25)
     monkeypatch.setattr(type(product_admin), "list_per_page", 10)
     monkeypatch.setattr(type(product_admin), "get_queryset", lambda self, request: slow(Product.objects.all()))
 
@@ -130,14 +132,43 @@ def test_admin_pages_a_search_it_could_not_count_in_time(admin_client, products,
     cl, page = changelist()  # a count of 30 rows at 10 ms each: past the 25 ms budget
     assert "more than 10 products (too many to count quickly)" in page
     assert "more than 10 results" in page  # the search bar says so too, not "11 results"
+    assert "Select all matching products" in page and "Select all 11" not in page
     assert list(cl.result_list) == list(products[:10])
     assert "?p=2" in page and "?p=3" not in page  # a next page, none further: not counted
     cl, page = changelist(p=2)
     assert "more than 20 products" in page and list(cl.result_list) == list(products[10:20])
     cl, page = changelist(p=3)  # the last page: fewer rows than a page, so the count is exact
     assert "30 products" in page and "more than" not in page and list(cl.result_list) == list(products[20:])
-    assert "30 results" in page
-    assert admin_client.get("/admin/collection/product/", {"q": "item", "p": 4}).status_code == 302  # past the end
+    assert "30 results" in page and "Select all 30 products" in page
+    for past in (4, 10_000 // 10 + 2):  # past the last row; past the pages a counted list has
+        response = admin_client.get("/admin/collection/product/", {"q": "item", "p": past})
+        assert response.status_code == 302 and response.url.endswith("?e=1"), past
+
+
+@postgres_only
+def test_admin_shows_one_uncounted_page_without_searching_again(admin_client, products, monkeypatch):
+    """All matches fit one page, but the count ran out of time: the page shows the rows fetched
+    with it (ChangeList would otherwise run the search again, without a limit)."""
+    monkeypatch.setattr(CappedCountPaginator, "BUDGET_MS", 25)
+    monkeypatch.setattr(type(admin.site._registry[Product]), "get_queryset", lambda self, request: slow(Product.objects.all()))
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get("/admin/collection/product/", {"q": "item"})
+    assert list(response.context["cl"].result_list) == list(products)
+    assert "30 products" in response.content.decode() and "more than" not in response.content.decode()
+    assert sum("pg_sleep" in q["sql"] and "COUNT(" not in q["sql"] for q in queries.captured_queries) == 1
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_count_in_autocommit_leaves_no_timeout_behind(products):
+    """Outside a transaction (a serving process's requests) the budget ends with the count's own."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        before = cursor.fetchone()[0]
+        assert count_within(Product.objects.all(), cap=100, budget_ms=5000) == 30
+        assert count_within(slow(Product.objects.all()), cap=100, budget_ms=20) is None
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone()[0] == before
 
 
 def test_admin_offers_only_sorts_an_index_serves(admin_client, products):

@@ -450,8 +450,12 @@ class Product(models.Model):
         ]
         # And on PostgreSQL a trigram index for title search (migration 0012). Every index is
         # paid for by every page the engine stores (bench/): filters on a few common values
-        # (condition, country) read in id order until a page is full and need none.
-        indexes = [models.Index(fields=["category", "id"], name="product_category_idx")]
+        # (condition, country) read in id order until a page is full and need none. A price
+        # range can match a few rows in millions, which a walk in id order would read all of.
+        indexes = [
+            models.Index(fields=["category", "id"], name="product_category_idx"),
+            models.Index(fields=["price"], name="product_price_idx"),
+        ]
 
     def __str__(self):
         return self.title
@@ -488,6 +492,7 @@ class Offer(models.Model):
             # Also the index of a product's offers (it leads with the product).
             models.UniqueConstraint(fields=["product", "seller", "condition"], name="offer_unique_per_condition"),
         ]
+        indexes = [models.Index(fields=["price"], name="offer_price_idx")]  # as the products' (a narrow range)
 
 
     def __str__(self):

@@ -198,6 +198,10 @@ def test_every_search_filter_and_sort_has_an_index_on_postgresql(products):
             "category, in id order": (Product.objects.filter(category_id=1).order_by("id")[:100],
                                       "product_category_idx"),
             "newest runs": (CollectionRun.objects.order_by("-created_at", "-id")[:100], "run_created_idx"),
+            # a few prices in millions: read from the range, not by walking every row in id order
+            "price range": (Product.objects.filter(price__gte=10, price__lte=10.05).order_by(), "product_price_idx"),
+            "offers' price range": (Offer.objects.filter(price__gte=10, price__lte=10.05).order_by(),
+                                    "offer_price_idx"),
             "offers of a product": (Offer.objects.filter(product_id=1), "offer_unique_per_condition"),
             "title search": (search(Product.objects.all(), ("=external_id", "title"), "demo phone").order_by(),
                              "product_title_trgm"),

@@ -651,9 +651,10 @@ class OfferAdmin(AtScale, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmi
 class ProductAdmin(AtScale, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmin):
     list_display = ("external_id", "short_title", "price", "currency", "buying_options", "condition", "location_country",
                     "seller_link", "category", "first_seen")
-    # Condition and country: API filters (`?condition=`, `?location_country=`) — an index each
-    # for the choices would cost every page the engine stores.
-    list_filter = (SeenInRunFilter, PlatformFilter)
+    # Condition and country: their choices listed through (column, id) (migration 0017), which
+    # also reads a page of one value in id order.
+    list_filter = (SeenInRunFilter, PlatformFilter, ("condition", IndexedValuesFilter),
+                   ("location_country", IndexedValuesFilter))
     search_fields = ("=external_id", "title")  # a seller's products: its "offers" link
     list_select_related = ("seller", "category")
     sortable_by = ("external_id", "first_seen")

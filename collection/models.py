@@ -449,12 +449,14 @@ class Product(models.Model):
             models.UniqueConstraint(fields=["external_id", "platform"], name="product_unique_external_id"),
         ]
         # And on PostgreSQL a trigram index for title search (migration 0012). Every index is
-        # paid for by every page the engine stores (bench/): filters on a few common values
-        # (condition, country) read in id order until a page is full and need none. A price
-        # range can match a few rows in millions, which a walk in id order would read all of.
+        # paid for by every page the engine stores (bench/), but a filter on a value few rows
+        # have (a rare condition or country, a narrow price range) would otherwise read every
+        # row in id order to fill a page. With the id, a page of one value is read in order.
         indexes = [
             models.Index(fields=["category", "id"], name="product_category_idx"),
             models.Index(fields=["price"], name="product_price_idx"),
+            models.Index(fields=["condition", "id"], name="product_condition_idx"),
+            models.Index(fields=["location_country", "id"], name="product_country_idx"),
         ]
 
     def __str__(self):
@@ -492,7 +494,10 @@ class Offer(models.Model):
             # Also the index of a product's offers (it leads with the product).
             models.UniqueConstraint(fields=["product", "seller", "condition"], name="offer_unique_per_condition"),
         ]
-        indexes = [models.Index(fields=["price"], name="offer_price_idx")]  # as the products' (a narrow range)
+        indexes = [  # as the products' (a narrow price range, a rare condition)
+            models.Index(fields=["price"], name="offer_price_idx"),
+            models.Index(fields=["condition", "id"], name="offer_condition_idx"),
+        ]
 
 
     def __str__(self):

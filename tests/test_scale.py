@@ -85,6 +85,17 @@ def test_filter_choices_are_the_columns_values(products):
     assert distinct_values(Seller, "country") == sorted(set(Seller.objects.values_list("country", flat=True)))
 
 
+def test_admin_filters_products_by_condition_and_country(admin_client, products):
+    rare = list(products[:3])
+    Product.objects.filter(pk__in=[p.pk for p in rare]).update(condition="USED_GOOD", location_country="IS")
+    page = admin_client.get("/admin/collection/product/")
+    choices = page.content.decode()
+    assert "?condition=USED_GOOD" in choices and "?location_country=IS" in choices
+    for param in ({"condition": "USED_GOOD"}, {"location_country": "IS"}):
+        cl = admin_client.get("/admin/collection/product/", param).context["cl"]
+        assert list(cl.result_list) == rare and cl.result_count == 3, param
+
+
 def test_admin_counts_at_most_a_cap_and_says_so(admin_client, products, monkeypatch):
     monkeypatch.setattr(CappedCountPaginator, "CAP", 10)
     page = admin_client.get("/admin/collection/product/").content.decode()
@@ -202,6 +213,13 @@ def test_every_search_filter_and_sort_has_an_index_on_postgresql(products):
             "price range": (Product.objects.filter(price__gte=10, price__lte=10.05).order_by(), "product_price_idx"),
             "offers' price range": (Offer.objects.filter(price__gte=10, price__lte=10.05).order_by(),
                                     "offer_price_idx"),
+            # a value few rows have, read in id order from (column, id) rather than every row walked
+            "condition, in id order": (Product.objects.filter(condition="USED_GOOD").order_by("id")[:100],
+                                       "product_condition_idx"),
+            "country, in id order": (Product.objects.filter(location_country="IS").order_by("id")[:100],
+                                     "product_country_idx"),
+            "offers' condition, in id order": (Offer.objects.filter(condition="USED_GOOD").order_by("id")[:100],
+                                               "offer_condition_idx"),
             "offers of a product": (Offer.objects.filter(product_id=1), "offer_unique_per_condition"),
             "title search": (search(Product.objects.all(), ("=external_id", "title"), "demo phone").order_by(),
                              "product_title_trgm"),

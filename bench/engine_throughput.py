@@ -26,6 +26,12 @@ scenarios with and without them, in the same run and database, alternating the o
 (--repeat rounds, best of each; an even number puts each first as often). Target: with them
 within 10 % of without. The indexes are left as the migrations made them, also after an
 interrupted run (the next run restores them).
+
+    .venv/bin/python bench/engine_throughput.py --index-cost price --repeat 4         # 0016
+    .venv/bin/python bench/engine_throughput.py --index-cost rare-values --repeat 4   # 0017
+
+The same for the price indexes, or for the (condition, id) and (location_country, id) ones,
+every other index present in both variants.
 Uses BENCH_DATABASE_URL (default postgres://root@127.0.0.1:5432/collection_bench), created if missing.
 """
 
@@ -86,6 +92,26 @@ def reset(concurrency: int = 1) -> None:
     settings.concurrency_per_run = concurrency
     settings.run_budget_cap = settings.monthly_budget_cap = 10**6
     settings.save()
+
+
+def set_model_indexes(*names: str):
+    """Drop some of the models' own indexes (Meta.indexes, e.g. migrations 0016 and 0017's), or
+    build them again from their definitions, concurrently as those migrations do."""
+
+    def toggle(present: bool) -> None:
+        from django.db import connection
+
+        from collection.models import Offer, Product
+
+        with connection.schema_editor(atomic=False) as editor:  # CONCURRENTLY: outside a transaction
+            for model in (Product, Offer):
+                for index in model._meta.indexes:
+                    if index.name in names:
+                        editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {editor.quote_name(index.name)}")
+                        if present:
+                            editor.add_index(model, index, concurrently=True)
+
+    return toggle
 
 
 def set_search_indexes(present: bool) -> None:
@@ -241,6 +267,11 @@ ENGINE_SCENARIOS = {
        for size in (100, 20)},
 }
 INDEX_COST_BOUND = -0.10  # with the indexes at most 10 % slower than without
+INDEX_SETS = {  # what --index-cost drops and builds again: the search indexes unless told otherwise
+    "search": set_search_indexes,  # 0012 and 0015: trigram GIN on titles and sellers' names
+    "price": set_model_indexes("product_price_idx", "offer_price_idx"),  # 0016
+    "rare-values": set_model_indexes("product_condition_idx", "product_country_idx", "offer_condition_idx"),  # 0017
+}
 
 
 def index_cost(args) -> int:
@@ -250,18 +281,19 @@ def index_cost(args) -> int:
     scenarios = {name: scenario for name, scenario in ENGINE_SCENARIOS.items()
                  if name.startswith("latency") or not args.latency_only}
     runs: dict[str, dict[str, list[float]]] = {"without": {}, "with": {}}
+    toggle = INDEX_SETS[args.index_cost]
     run_floor(1, 20)  # warm-up
     try:
         for round_ in range(args.repeat):
             for variant in ("without", "with") if round_ % 2 == 0 else ("with", "without"):
                 reset()  # an empty table: the index is built at once
-                set_search_indexes(variant == "with")
+                toggle(variant == "with")
                 for name, scenario in scenarios.items():
                     runs[variant].setdefault(name, []).append(scenario(args.pages))
-                    print(f"round {round_ + 1}, {variant:>7} the indexes, {name:>24}: "
+                    print(f"round {round_ + 1}, {variant:>7} the {args.index_cost} indexes, {name:>24}: "
                           f"{runs[variant][name][-1]:8.1f} pages/s", file=sys.stderr)
     finally:
-        set_search_indexes(True)
+        toggle(True)
     change = {name: max(runs["with"][name]) / max(runs["without"][name]) - 1 for name in scenarios}
     report = {
         "rounds": args.repeat,
@@ -277,7 +309,7 @@ def index_cost(args) -> int:
     else:
         for name, value in change.items():
             print(f"{name:>24}: {report['pages_per_second']['without'][name]:7.1f} → "
-                  f"{report['pages_per_second']['with'][name]:7.1f} pages/s with the search indexes ({value:+.1%}; "
+                  f"{report['pages_per_second']['with'][name]:7.1f} pages/s with the {args.index_cost} indexes ({value:+.1%}; "
                   f"medians {report['change_of_medians'][name]:+.1%})")
         print("targets met (within 10 %)" if report["targets_met"] else "TARGETS MISSED (more than 10 % slower)")
     return 0 if report["targets_met"] else 1
@@ -289,15 +321,16 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--latency-only", action="store_true", help="only the 50 ms latency scenarios")
     parser.add_argument("--repeat", type=int, default=2, help="runs per scenario; the best counts (default 2)")
-    parser.add_argument("--index-cost", action="store_true",
-                        help="the engine scenarios with and without the search indexes, alternating")
+    parser.add_argument("--index-cost", nargs="?", const="search", choices=sorted(INDEX_SETS),
+                        help="the engine scenarios with and without these indexes (default: search), alternating")
     args = parser.parse_args()
     ensure_database()
     setup_django(DEMO_COST_PER_REQUEST="0.001", DEMO_COST_PER_RESULT="0")
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    set_search_indexes(True)  # as migrated, also after an interrupted --index-cost run
+    for toggle in INDEX_SETS.values():  # as migrated, also after an interrupted --index-cost run
+        toggle(True)
     if args.index_cost:
         return index_cost(args)
     results: dict[str, float] = {}

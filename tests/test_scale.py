@@ -268,6 +268,27 @@ def test_the_index_cost_bench_leaves_the_indexes_as_migrated():
 
 
 @postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_the_index_cost_bench_rebuilds_other_index_sets_as_migrated():
+    """`--index-cost price` and `--index-cost rare-values` (migrations 0016 and 0017)."""
+    from bench.engine_throughput import INDEX_SETS
+
+    def definitions(names):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE indexname = ANY(%s) ORDER BY 1", [names])
+            return cursor.fetchall()
+
+    for label, names in {"price": ["offer_price_idx", "product_price_idx"],
+                         "rare-values": ["offer_condition_idx", "product_condition_idx", "product_country_idx"]}.items():
+        migrated = definitions(names)
+        assert [name for name, _ in migrated] == names, label
+        INDEX_SETS[label](False)
+        assert definitions(names) == [], label
+        INDEX_SETS[label](True)
+        assert definitions(names) == migrated, label
+
+
+@postgres_only
 def test_several_words_are_found_by_one_trigram_index_scan(products):
     """Not one bitmap a word ANDed afterwards: at 10 million titles two common words made
     bitmaps too large to stay exact, and the search took 1.7 s instead of 0.1 s."""

@@ -512,7 +512,13 @@ class IndexedValuesFilter(admin.AllValuesFieldListFilter):
 
     def __init__(self, field, request, params, model, model_admin, field_path):
         super().__init__(field, request, params, model, model_admin, field_path)
-        self.lookup_choices = distinct_values(model, field_path)
+        self.lookup_choices = distinct_values(model, field_path, limit=300)  # ISO has 249 countries
+
+    def choices(self, changelist):
+        for choice in super().choices(changelist):
+            if choice["display"] == "":  # a blank value (no condition, no country): a link with a name
+                choice = {**choice, "display": self.empty_value_display}
+            yield choice
 
 
 class PlatformFilter(admin.SimpleListFilter):

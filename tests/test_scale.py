@@ -91,6 +91,10 @@ def test_admin_filters_products_by_condition_and_country(admin_client, products)
     page = admin_client.get("/admin/collection/product/")
     choices = page.content.decode()
     assert "?condition=USED_GOOD" in choices and "?location_country=IS" in choices
+    cl = page.context["cl"]
+    [condition] = [spec for spec in cl.filter_specs if getattr(spec, "field_path", "") == "condition"]
+    displays = [choice["display"] for choice in condition.choices(cl)]
+    assert "USED_GOOD" in displays and "-" in displays and "" not in displays  # the rest have none
     for param in ({"condition": "USED_GOOD"}, {"location_country": "IS"}):
         cl = admin_client.get("/admin/collection/product/", param).context["cl"]
         assert list(cl.result_list) == rare and cl.result_count == 3, param

@@ -456,9 +456,12 @@ class CappedCountPaginator(Paginator):
         return start + len(self.rows)
 
     @property
-    def shown_up_to(self) -> int:
-        """The last row of the asked page: what "more than" says when not `counted`."""
-        return self.page_number * self.per_page
+    def more_than(self) -> int | None:
+        """What "more than N" says where the count is not exact (the asked page's last row when
+        the count ran out of time, CAP past the cap); None where it is exact."""
+        if not self.counted:
+            return self.page_number * self.per_page
+        return self.CAP if self.count > self.CAP else None
 
     def page(self, number):
         number = self.validate_number(number)

@@ -269,7 +269,7 @@ ENGINE_SCENARIOS = {
 INDEX_COST_BOUND = -0.10  # with the indexes at most 10 % slower than without
 INDEX_SETS = {  # what --index-cost drops and builds again: the search indexes unless told otherwise
     "search": set_search_indexes,  # 0012 and 0015: trigram GIN on titles and sellers' names
-    "price": set_model_indexes("product_price_idx", "offer_price_idx"),  # 0016
+    "price": set_model_indexes("product_price_id_idx", "offer_price_id_idx"),  # 0016, with the id since 0018
     "rare-values": set_model_indexes("product_condition_idx", "product_country_idx", "offer_condition_idx"),  # 0017
 }
 

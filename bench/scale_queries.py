@@ -110,7 +110,8 @@ def cases(data: dict) -> list[tuple[str, str]]:
     ]
 
 
-def measure(url: str, *, compare: str | None = None, out: str | None = None, csv_rows: int = 300_000) -> dict:
+def measure(url: str, *, compare: str | None = None, out: str | None = None, csv_rows: int = 300_000,
+            only: str | None = None) -> dict:
     setup(url)
     from django.contrib.auth.models import User
     from django.test import Client
@@ -147,6 +148,8 @@ def measure(url: str, *, compare: str | None = None, out: str | None = None, csv
 
     results = {}
     for label, path in cases(data):
+        if only and only not in label and "baseline" not in label:
+            continue
         get(path)
         results[label] = round(statistics.median(get(path, i) for i in range(RUNS)), 2)
     api_detail, admin_detail = results["api products: detail (baseline)"], results["admin products: detail (admin baseline)"]
@@ -162,7 +165,7 @@ def measure(url: str, *, compare: str | None = None, out: str | None = None, csv
             line += f" {before[label]:10.1f} {ms / before[label]:9.2f}"
         flag = " !" if ms > 10 * baseline or (label in before and ms > 2 * before[label]) else ""
         print(line + flag)
-    export = csv_export(csv_rows)
+    export = csv_export(csv_rows) if csv_rows else None
     print(f"\nCSV export of products: {export}")
     report = {"products": total, "requests": results, "csv": export}
     if out:
@@ -194,9 +197,10 @@ def main() -> None:
     parser.add_argument("--database-url", default="postgres://root@127.0.0.1:5432/collection_scale_1m")
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--compare", help="figures of a smaller database (--json of an earlier run)")
-    parser.add_argument("--csv-rows", type=int, default=300_000)
+    parser.add_argument("--csv-rows", type=int, default=300_000, help="0: no export")
+    parser.add_argument("--only", help="the requests whose label holds this text (and the baselines)")
     args = parser.parse_args()
-    measure(args.database_url, compare=args.compare, out=args.json, csv_rows=args.csv_rows)
+    measure(args.database_url, compare=args.compare, out=args.json, csv_rows=args.csv_rows, only=args.only)
 
 
 if __name__ == "__main__":

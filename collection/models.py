@@ -404,7 +404,7 @@ class Seller(models.Model):
             models.UniqueConstraint(fields=["external_id", "platform"], name="seller_unique_external_id"),
         ]
         indexes = [
-            models.Index(fields=["feedback_score"], name="seller_feedback_idx"),
+            models.Index(fields=["feedback_score", "id"], name="seller_feedback_id_idx"),
             # One column each, never platform: an index holding platform, led by it or not, can
             # be picked for the checkpoint's seller lookup (platform = … AND external_id = ANY …)
             # as a bitmap scan of every seller of the platform, on every page (bench/ caught
@@ -454,7 +454,7 @@ class Product(models.Model):
         # row in id order to fill a page. With the id, a page of one value is read in order.
         indexes = [
             models.Index(fields=["category", "id"], name="product_category_idx"),
-            models.Index(fields=["price"], name="product_price_idx"),
+            models.Index(fields=["price", "id"], name="product_price_id_idx"),
             models.Index(fields=["condition", "id"], name="product_condition_idx"),
             models.Index(fields=["location_country", "id"], name="product_country_idx"),
         ]
@@ -495,7 +495,7 @@ class Offer(models.Model):
             models.UniqueConstraint(fields=["product", "seller", "condition"], name="offer_unique_per_condition"),
         ]
         indexes = [  # as the products' (a narrow price range, a rare condition)
-            models.Index(fields=["price"], name="offer_price_idx"),
+            models.Index(fields=["price", "id"], name="offer_price_id_idx"),
             models.Index(fields=["condition", "id"], name="offer_condition_idx"),
         ]
 

@@ -214,9 +214,9 @@ def test_every_search_filter_and_sort_has_an_index_on_postgresql(products):
                                       "product_category_idx"),
             "newest runs": (CollectionRun.objects.order_by("-created_at", "-id")[:100], "run_created_idx"),
             # a few prices in millions: read from the range, not by walking every row in id order
-            "price range": (Product.objects.filter(price__gte=10, price__lte=10.05).order_by(), "product_price_idx"),
+            "price range": (Product.objects.filter(price__gte=10, price__lte=10.05).order_by(), "product_price_id_idx"),
             "offers' price range": (Offer.objects.filter(price__gte=10, price__lte=10.05).order_by(),
-                                    "offer_price_idx"),
+                                    "offer_price_id_idx"),
             # a value few rows have, read in id order from (column, id) rather than every row walked
             "condition, in id order": (Product.objects.filter(condition="USED_GOOD").order_by("id")[:100],
                                        "product_condition_idx"),
@@ -282,7 +282,7 @@ def test_the_index_cost_bench_rebuilds_other_index_sets_as_migrated():
             cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE indexname = ANY(%s) ORDER BY 1", [names])
             return cursor.fetchall()
 
-    for label, names in {"price": ["offer_price_idx", "product_price_idx"],
+    for label, names in {"price": ["offer_price_id_idx", "product_price_id_idx"],
                          "rare-values": ["offer_condition_idx", "product_condition_idx", "product_country_idx"]}.items():
         migrated = definitions(names)
         assert [name for name, _ in migrated] == names, label
@@ -303,3 +303,45 @@ def test_several_words_are_found_by_one_trigram_index_scan(products):
         text = plan(search(Product.objects.all(), ("=external_id", "title"), "demo item").order_by("id")[:100])
     assert "BitmapAnd" not in text, text
     assert any("%DEMO%" in line and "%ITEM%" in line and "Index Cond" in line for line in text.splitlines()), text
+
+
+@postgres_only
+def test_a_range_pages_keys_from_its_index_alone(products):
+    """Migration 0018: the keys of a price range or a feedback range come from the range's
+    index without reading the table (an index-only scan). Without the id in the index it
+    cannot: it reads every match from the table to learn its id."""
+    from django.db import transaction
+
+    seed_offers()
+    cases = {
+        "product_price_id_idx": Product.objects.filter(price__gte=10, price__lte=10.49),
+        "offer_price_id_idx": Offer.objects.filter(price__gte=10, price__lte=10.49),
+        "seller_feedback_id_idx": Seller.objects.filter(feedback_score__gte=99900),
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        for setting in ("seqscan", "bitmapscan"):  # a tiny table: ask whether the index *can* serve
+            cursor.execute(f"SET LOCAL enable_{setting} = off")
+        for index, queryset in cases.items():
+            text = queryset.only("pk").order_by().explain()
+            assert f"Index Only Scan using {index}" in text, (index, text)
+
+
+def test_an_api_page_reads_its_keys_then_its_rows(client, admin_user, products):
+    """The list's first query selects ids alone (what the cursor needs), the second the rows by
+    id; the page comes out whole and in order, in both directions, with its cursor."""
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=admin_user).key
+    headers = {"HTTP_AUTHORIZATION": f"Token {token}"}
+    ids = list(products.values_list("id", flat=True))
+    for ordering, expected in (("", ids), ("-first_seen_at", ids[::-1])):
+        with CaptureQueriesContext(connection) as queries:
+            query = {"ordering": ordering, "page_size": 7} if ordering else {"page_size": 7}
+            page = client.get("/api/collection/products/", query, **headers).json()
+        assert [row["id"] for row in page["results"]] == expected[:7]
+        reads = [q["sql"] for q in queries.captured_queries if 'FROM "collection_product"' in q["sql"]]
+        assert len(reads) == 2, reads
+        assert reads[0].startswith('SELECT "collection_product"."id" FROM') and "LIMIT 8" in reads[0]
+        assert '"collection_product"."title"' in reads[1] and " IN (" in reads[1]
+        following = client.get(page["next"], **headers).json()
+        assert [row["id"] for row in following["results"]] == expected[7:14]

@@ -28,6 +28,15 @@ def add_index(model_name, index):
     )
 
 
+def remove_index(model_name, index):
+    """The reverse of add_index: `index` dropped CONCURRENTLY (built again when unapplied)."""
+    added = add_index(model_name, index).database_operations[0]
+    return migrations.SeparateDatabaseAndState(
+        state_operations=[migrations.RemoveIndex(model_name=model_name, name=index.name)],
+        database_operations=[migrations.RunPython(added.reverse_code, added.code)],
+    )
+
+
 def drop_field_index(model_name, field_name, field):
     """`field` loses its own single-column index (db_index=False) and nothing else: Django's
     AlterField would drop and re-add a foreign key (re-checking every row under a lock, and

@@ -590,7 +590,7 @@ class SellerAdmin(AtScale, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdm
                     "times_seen", "first_seen", "last_seen_at", "products_link")
     list_filter = (SeenInRunFilter, PlatformFilter, ("account_type", IndexedValuesFilter),
                    ("country", IndexedValuesFilter), FeedbackScoreFilter)
-    search_fields = ("=external_id", "name")
+    search_fields = ("=external_id", "name_upper")
     sortable_by = ("external_id", "feedback_score", "first_seen")
     actions = ("export_csv",)
     raw_id_fields = ("first_seen_run", "last_seen_run")
@@ -664,7 +664,7 @@ class ProductAdmin(AtScale, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAd
     # also reads a page of one value in id order.
     list_filter = (SeenInRunFilter, PlatformFilter, ("condition", IndexedValuesFilter),
                    ("location_country", IndexedValuesFilter))
-    search_fields = ("=external_id", "title")  # a seller's products: its "offers" link
+    search_fields = ("=external_id", "title_upper")  # a seller's products: its "offers" link
     list_select_related = ("seller", "category")
     sortable_by = ("external_id", "first_seen")
     actions = ("export_csv",)

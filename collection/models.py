@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
-from django.db.models.functions import Round
+from django.db.models.functions import Round, Upper
 from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 
@@ -384,6 +384,9 @@ class Seller(models.Model):
     platform = models.CharField(max_length=32)
     external_id = models.CharField(max_length=128)
     name = models.CharField(max_length=255, blank=True)
+    # What a search compares (selectors.search), kept by the database: see migration 0019.
+    name_upper = models.GeneratedField(expression=Upper("name"), output_field=models.CharField(max_length=255),
+                                       db_persist=True)
     feedback_score = models.IntegerField(null=True, blank=True)
     feedback_percent = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
     account_type = models.CharField(max_length=16, blank=True, help_text="BUSINESS or INDIVIDUAL, where the source says.")
@@ -411,7 +414,7 @@ class Seller(models.Model):
             # both). The filters are selective enough on their own column.
             models.Index(fields=["account_type"], name="seller_account_type_idx3"),
             models.Index(fields=["country"], name="seller_country_idx3"),
-            # And on PostgreSQL a trigram index for name search (migration 0012).
+            # And on PostgreSQL a trigram index for name search (migration 0019).
         ]
 
     def __str__(self):
@@ -422,6 +425,9 @@ class Product(models.Model):
     platform = models.CharField(max_length=32)
     external_id = models.CharField(max_length=128)
     title = models.CharField(max_length=500)
+    # What a search compares (selectors.search), kept by the database: see migration 0019.
+    title_upper = models.GeneratedField(expression=Upper("title"), output_field=models.CharField(max_length=500),
+                                        db_persist=True)
     price = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True)
     url = models.URLField(max_length=1000, blank=True)
@@ -448,7 +454,7 @@ class Product(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["external_id", "platform"], name="product_unique_external_id"),
         ]
-        # And on PostgreSQL a trigram index for title search (migration 0012). Every index is
+        # And on PostgreSQL a trigram index for title search (migration 0019). Every index is
         # paid for by every page the engine stores (bench/), but a filter on a value few rows
         # have (a rare condition or country, a narrow price range) would otherwise read every
         # row in id order to fill a page. With the id, a page of one value is read in order.

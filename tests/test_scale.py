@@ -29,16 +29,16 @@ def products():
 def test_search_matches_exact_ids_and_parts_of_titles(products):
     first = products.first()
     word = first.title.split()[0]
-    assert list(search(Product.objects.all(), ("=external_id", "title"), first.external_id)) == [first]
+    assert list(search(Product.objects.all(), ("=external_id", "title_upper"), first.external_id)) == [first]
     # ids are case-sensitive
-    assert search(Product.objects.all(), ("=external_id", "title"), first.external_id.upper()).count() == 0
-    part = search(Product.objects.all(), ("=external_id", "title"), word[1:].upper())
+    assert search(Product.objects.all(), ("=external_id", "title_upper"), first.external_id.upper()).count() == 0
+    part = search(Product.objects.all(), ("=external_id", "title_upper"), word[1:].upper())
     assert first in part and all(word[1:].lower() in p.title.lower() for p in part)
     # every word must match; a short word rides along with a long one ...
-    both = search(Product.objects.all(), ("=external_id", "title"), f"{word} zzqx")
+    both = search(Product.objects.all(), ("=external_id", "title_upper"), f"{word} zzqx")
     assert both.count() == 0
     # ... but alone it matches exact fields only (no index finds a part of 2 characters)
-    assert search(Product.objects.all(), ("=external_id", "title"), word[:2]).count() == 0
+    assert search(Product.objects.all(), ("=external_id", "title_upper"), word[:2]).count() == 0
 
 
 def test_several_words_match_the_same_rows_however_the_query_is_said(products):
@@ -56,17 +56,17 @@ def test_several_words_match_the_same_rows_however_the_query_is_said(products):
             for field in fields:
                 if field.startswith("="):
                     match |= Q(**{field[1:]: w})
-                elif partial:
-                    match |= Q(**{f"{field}__icontains": w})
+                elif partial:  # the column itself, not its stored upper-case copy
+                    match |= Q(**{f"{field.removesuffix('_upper')}__icontains": w})
             rows = rows.filter(match)
         return set(rows)
 
     cases = [
-        (Product, ("=external_id", "title"), 3,
+        (Product, ("=external_id", "title_upper"), 3,
          [f"{word} {first.title.split()[1]}", f"{first.external_id} {word}", f"{word} {first.external_id}",
           f"{first.external_id} {last.external_id}", f"{word} zzqx", f"{first.external_id} zzqx",
           f"{word.upper()} {first.title.split()[-1]}", f"{word} 1", f"{word} {word}", "de mo", f"{word} 1 1"]),
-        (Seller, ("=external_id", "name"), 3,
+        (Seller, ("=external_id", "name_upper"), 3,
          [f"{seller.external_id} {seller.name.split()[0]}", f"{seller.name} zzqx", seller.name, "se 1"]),
         (Category, ("name", "=external_id"), 1,
          [f"{category.name} {category.external_id}", f"{category.external_id} x", "a b", category.name]),
@@ -75,8 +75,25 @@ def test_several_words_match_the_same_rows_however_the_query_is_said(products):
         for text in texts:
             found = search(model.objects.all(), fields, text, min_part=min_part)
             assert set(found) == word_by_word(model, fields, text, min_part), (model, text)
-    assert first in search(Product.objects.all(), ("=external_id", "title"), f"{first.external_id} {word}")
-    assert not search(Product.objects.all(), ("=external_id", "title"), f"{first.external_id} {last.external_id}")
+    assert first in search(Product.objects.all(), ("=external_id", "title_upper"), f"{first.external_id} {word}")
+    assert not search(Product.objects.all(), ("=external_id", "title_upper"), f"{first.external_id} {last.external_id}")
+
+
+def test_a_search_compares_the_stored_copy_folded_as_the_database_folds(products):
+    """Migration 0019: the part of a title is looked for in `title_upper` as it is stored, the
+    word folded by the same UPPER(); no UPPER() of a title on every row read. On PostgreSQL that
+    folds any letter (É, Ж), as icontains did."""
+    product = products.first()
+    Product.objects.filter(pk=product.pk).update(title="Écran Жёсткий wireless Phone")
+    found = search(Product.objects.all(), ("=external_id", "title_upper"), "PHONE wIreLess")
+    assert list(found) == [product]
+    sql = str(found.query)
+    assert '"title_upper"' in sql and 'UPPER("collection_product"."title"' not in sql, sql
+    if connection.vendor == "postgresql":
+        assert list(search(Product.objects.all(), ("=external_id", "title_upper"), "écran жёсткий")) == [product]
+    product.refresh_from_db()
+    folded = "ЖЁСТКИЙ" if connection.vendor == "postgresql" else "Жёсткий"  # SQLite's UPPER: ASCII only
+    assert product.title_upper == f"ÉCRAN {folded} WIRELESS PHONE"
 
 
 def test_filter_choices_are_the_columns_values(products):
@@ -208,7 +225,7 @@ def test_every_search_filter_and_sort_has_an_index_on_postgresql(products):
     seed_offers()
     with transaction.atomic():
         cases = {  # label: (query, the index that must serve it)
-            "exact external id": (search(Product.objects.all(), ("=external_id", "title"), "P1"),
+            "exact external id": (search(Product.objects.all(), ("=external_id", "title_upper"), "P1"),
                                   "product_unique_external_id"),
             "category, in id order": (Product.objects.filter(category_id=1).order_by("id")[:100],
                                       "product_category_idx"),
@@ -225,10 +242,10 @@ def test_every_search_filter_and_sort_has_an_index_on_postgresql(products):
             "offers' condition, in id order": (Offer.objects.filter(condition="USED_GOOD").order_by("id")[:100],
                                                "offer_condition_idx"),
             "offers of a product": (Offer.objects.filter(product_id=1), "offer_unique_per_condition"),
-            "title search": (search(Product.objects.all(), ("=external_id", "title"), "demo phone").order_by(),
-                             "product_title_trgm"),
-            "seller name search": (search(Seller.objects.all(), ("=external_id", "name"), "shop").order_by(),
-                                   "seller_name_trgm"),
+            "title search": (search(Product.objects.all(), ("=external_id", "title_upper"), "demo phone").order_by(),
+                             "product_title_upper_trgm"),
+            "seller name search": (search(Seller.objects.all(), ("=external_id", "name_upper"), "shop").order_by(),
+                                   "seller_name_upper_trgm"),
             # walked in id order from the (run, product) key: a page costs the same for any run
             "products seen in run": (seen_in_run(Product.objects.order_by("-id"), 1)[:100],
                                      "collection_runproduct_pkey"),
@@ -241,32 +258,38 @@ def test_every_search_filter_and_sort_has_an_index_on_postgresql(products):
 
 
 @postgres_only
-def test_searched_expressions_keep_finer_statistics(db):
-    """Migration 0015: the planner estimates a word's share from a 1,000-entry histogram."""
+def test_searched_columns_keep_finer_statistics(db):
+    """Migrations 0015 and 0019: the planner estimates a word's share from a 1,000-entry histogram."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT attrelid::regclass::text, attstattarget FROM pg_attribute "
-                       "WHERE attrelid IN ('product_title_trgm'::regclass, 'seller_name_trgm'::regclass)")
-        assert sorted(cursor.fetchall()) == [("product_title_trgm", 1000), ("seller_name_trgm", 1000)]
+        cursor.execute("SELECT attrelid::regclass::text, attname, attstattarget FROM pg_attribute "
+                       "WHERE attname IN ('title_upper', 'name_upper') AND attrelid IN "
+                       "('collection_product'::regclass, 'collection_seller'::regclass)")
+        assert sorted(cursor.fetchall()) == [("collection_product", "title_upper", 1000),
+                                             ("collection_seller", "name_upper", 1000)]
 
 
 @postgres_only
 @pytest.mark.django_db(transaction=True)  # the indexes are built CONCURRENTLY, outside a transaction
 def test_the_index_cost_bench_leaves_the_indexes_as_migrated():
     """`bench/engine_throughput.py --index-cost` drops the trigram indexes and builds them again:
-    afterwards they are what migrations 0012 and 0015 made, definition and statistics."""
+    and the key's covered columns: afterwards they are what migrations 0019 and 0020 made,
+    definitions and statistics."""
     from bench.engine_throughput import set_search_indexes
 
     def indexes():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT i.indexname, i.indexdef, a.attstattarget FROM pg_indexes i "
-                           "JOIN pg_attribute a ON a.attrelid = (quote_ident(i.indexname))::regclass "
-                           "WHERE i.indexname IN ('product_title_trgm', 'seller_name_trgm') ORDER BY 1")
-            return cursor.fetchall()
+            cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE indexname LIKE '%%trgm' "
+                           "OR indexname = 'collection_product_pkey' ORDER BY 1")
+            found = cursor.fetchall()
+            cursor.execute("SELECT attname, attstattarget FROM pg_attribute WHERE attname IN ('title_upper', "
+                           "'name_upper') AND attrelid IN ('collection_product'::regclass, 'collection_seller'::regclass)")
+            return found, sorted(cursor.fetchall())
 
     migrated = indexes()
-    assert [name for name, *_ in migrated] == ["product_title_trgm", "seller_name_trgm"]
+    assert [name for name, _ in migrated[0]] == ["collection_product_pkey", "product_title_upper_trgm",
+                                                 "seller_name_upper_trgm"]
     set_search_indexes(False)
-    assert indexes() == []
+    assert indexes()[0] == [("collection_product_pkey", migrated[0][0][1].split(" INCLUDE")[0])]
     set_search_indexes(True)
     assert indexes() == migrated
 
@@ -300,7 +323,7 @@ def test_several_words_are_found_by_one_trigram_index_scan(products):
 
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_indexscan = off")  # the bitmap plan, which is the one in question
-        text = plan(search(Product.objects.all(), ("=external_id", "title"), "demo item").order_by("id")[:100])
+        text = plan(search(Product.objects.all(), ("=external_id", "title_upper"), "demo item").order_by("id")[:100])
     assert "BitmapAnd" not in text, text
     assert any("%DEMO%" in line and "%ITEM%" in line and "Index Cond" in line for line in text.splitlines()), text
 
@@ -345,3 +368,32 @@ def test_an_api_page_reads_its_keys_then_its_rows(client, admin_user, products):
         assert '"collection_product"."title"' in reads[1] and " IN (" in reads[1]
         following = client.get(page["next"], **headers).json()
         assert [row["id"] for row in following["results"]] == expected[7:14]
+
+
+@postgres_only
+def test_a_search_walks_the_products_key_alone(products):
+    """Migration 0020: the key holds what a search tests (external_id, title_upper), so a
+    search's keys, walked in id order, are read from the key without the table."""
+    from django.db import transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_bitmapscan = off")  # the walk, not the trigram index
+        text = plan(search(Product.objects.all(), ("=external_id", "title_upper"), "demo item")
+                    .only("pk").order_by("id")[:101])
+    assert "Index Only Scan using collection_product_pkey" in text, text
+
+
+@postgres_only
+def test_serving_processes_plan_without_parallel_workers(db):
+    """A page is a LIMIT query: serving processes (this one) plan it serially and for its
+    values; workers keep PostgreSQL's settings (config/settings.py)."""
+    import subprocess
+    import sys
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('max_parallel_workers_per_gather'), current_setting('plan_cache_mode')")
+        assert cursor.fetchone() == ("0", "force_custom_plan")
+    script = ("import sys; sys.argv = ['manage.py', 'db_worker']; from config import settings; "
+              "print(settings.DATABASES['default']['OPTIONS']['options'])")
+    options = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert "plan_cache_mode=auto" in options and "max_parallel_workers_per_gather" not in options

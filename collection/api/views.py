@@ -269,7 +269,7 @@ class SellerViewSet(DiscoveredViewSet):
     queryset = Seller.objects.all()
     serializer_class = s.SellerSerializer
     filterset_class = SellerFilter
-    search_fields = ["=external_id", "name"]
+    search_fields = ["=external_id", "name_upper"]
     csv_fields = SELLER_FIELDS
 
 
@@ -287,7 +287,7 @@ class ProductViewSet(DiscoveredViewSet):
     queryset = Product.objects.select_related("seller")
     serializer_class = s.ProductSerializer
     filterset_class = ProductFilter
-    search_fields = ["=external_id", "title"]
+    search_fields = ["=external_id", "title_upper"]
     csv_fields = PRODUCT_FIELDS
 
 

@@ -115,19 +115,32 @@ def set_model_indexes(*names: str):
 
 
 def set_search_indexes(present: bool) -> None:
-    """Drop what search adds to the products' writes, or build it again, by the migrations' own
-    steps: 0019's trigram indexes and 0020's key covering the searched columns."""
+    """Remove what search adds to the products' and sellers' writes, or add it again by the
+    migrations' own steps: 0019's stored upper-case copies (computed on every write) and their
+    trigram indexes, and 0020's key covering the searched columns. The engine never reads the
+    copies, so it runs without them."""
     from django.db import connection
+
+    from collection.models import Product, Seller
 
     made = importlib.import_module("collection.migrations.0019_search_stored_upper")
     covered = importlib.import_module("collection.migrations.0020_product_key_covers_search")
+    copies = [(Product, "title_upper"), (Seller, "name_upper")]
     with connection.schema_editor(atomic=False) as editor:  # CONCURRENTLY: outside a transaction
+        columns = {(model, name): name in {c.name for c in connection.introspection.get_table_description(
+            connection.cursor(), model._meta.db_table)} for model, name in copies}
         if present:
+            for (model, name), there in columns.items():
+                if not there:
+                    editor.add_field(model, model._meta.get_field(name))
             made.add_trigram_indexes(None, editor)
             covered.cover_search(None, editor)
         else:
             made.drop_trigram_indexes(None, editor)
             covered.uncover_search(None, editor)
+            for (model, name), there in columns.items():
+                if there:
+                    editor.remove_field(model, model._meta.get_field(name))
 
 
 def make_categories(count: int, pages_each: int, prefix: str, page_size: int = PAGE_SIZE):

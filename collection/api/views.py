@@ -238,7 +238,9 @@ class DiscoveredViewSet(KnownQueryParams, viewsets.ReadOnlyModelViewSet):
         keys = self._page_keys(queryset)
         if keys is None:
             return None
-        rows = queryset.order_by().in_bulk([key.pk for key in keys])
+        # By key alone: the filters chose the keys (a search's words tested again on 100 rows
+        # could lead the planner to its trigram index instead of the key).
+        rows = self.get_queryset().in_bulk([key.pk for key in keys])
         return [rows[key.pk] for key in keys if key.pk in rows]  # one deleted since is left out
 
     def _csv(self, request):

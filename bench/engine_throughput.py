@@ -21,11 +21,11 @@ Targets: engine-N ≥ 50% of floor-N; latency-50ms ≥ 90% of 160 pages/s.
 
     .venv/bin/python bench/engine_throughput.py --index-cost    # or: make bench-index-cost
 
-What search costs the engine (migration 0019's trigram indexes, 0020's wider product key): the engine
-scenarios with and without them, in the same run and database, alternating the order each round
-(--repeat rounds, best of each; an even number puts each first as often). Target: with them
-within 10 % of without. The indexes are left as the migrations made them, also after an
-interrupted run (the next run restores them).
+What search costs the engine (migration 0019's stored upper-case copies, 0020's trigram indexes
+on them, 0021's wider product key): the engine scenarios with and without them, in the same run
+and database, alternating the order each round (--repeat rounds, best of each; an even number
+puts each first as often). Target: with them within 10 % of without. They are left as the
+migrations made them, also after an interrupted run (the next run restores them).
 
     .venv/bin/python bench/engine_throughput.py --index-cost price --repeat 4         # 0016
     .venv/bin/python bench/engine_throughput.py --index-cost rare-values --repeat 4   # 0017
@@ -116,15 +116,15 @@ def set_model_indexes(*names: str):
 
 def set_search_indexes(present: bool) -> None:
     """Remove what search adds to the products' and sellers' writes, or add it again by the
-    migrations' own steps: 0019's stored upper-case copies (computed on every write) and their
-    trigram indexes, and 0020's key covering the searched columns. The engine never reads the
+    migrations' own steps: 0019's stored upper-case copies (computed on every write), 0020's
+    trigram indexes on them, and 0021's key covering the searched columns. The engine never reads the
     copies, so it runs without them."""
     from django.db import connection
 
     from collection.models import Product, Seller
 
-    made = importlib.import_module("collection.migrations.0019_search_stored_upper")
-    covered = importlib.import_module("collection.migrations.0020_product_key_covers_search")
+    made = importlib.import_module("collection.migrations.0020_search_trigram_indexes")
+    covered = importlib.import_module("collection.migrations.0021_product_key_covers_search")
     copies = [(Product, "title_upper"), (Seller, "name_upper")]
     with connection.schema_editor(atomic=False) as editor:  # CONCURRENTLY: outside a transaction
         columns = {(model, name): name in {c.name for c in connection.introspection.get_table_description(
@@ -282,7 +282,7 @@ ENGINE_SCENARIOS = {
 }
 INDEX_COST_BOUND = -0.10  # with the indexes at most 10 % slower than without
 INDEX_SETS = {  # what --index-cost drops and builds again: the search indexes unless told otherwise
-    "search": set_search_indexes,  # 0019's trigram GIN on titles' and names' upper-case copies, 0020's key
+    "search": set_search_indexes,  # 0019-0021: upper-case copies, their trigram GIN, the covering key
     "price": set_model_indexes("product_price_id_idx", "offer_price_id_idx"),  # 0016, with the id since 0018
     "rare-values": set_model_indexes("product_condition_idx", "product_country_idx", "offer_condition_idx"),  # 0017
 }

@@ -597,7 +597,7 @@ class SellerAdmin(AtScale, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdm
     export_fields = SELLER_FIELDS
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.opts.fields]  # data comes from sources
+        return [f.name for f in self.opts.fields if not f.generated]  # data comes from sources (not the search copy)
 
     @admin.display(description="offers")
     def products_link(self, seller):
@@ -673,7 +673,7 @@ class ProductAdmin(AtScale, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAd
     inlines = (OfferInline,)
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.opts.fields]
+        return [f.name for f in self.opts.fields if not f.generated]  # not the search copy
 
     @admin.display(description="title")
     def short_title(self, product):

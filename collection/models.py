@@ -414,7 +414,7 @@ class Seller(models.Model):
             # both). The filters are selective enough on their own column.
             models.Index(fields=["account_type"], name="seller_account_type_idx3"),
             models.Index(fields=["country"], name="seller_country_idx3"),
-            # And on PostgreSQL a trigram index for name search (migration 0019).
+            # And on PostgreSQL a trigram index for name search (migration 0020).
         ]
 
     def __str__(self):
@@ -425,7 +425,9 @@ class Product(models.Model):
     platform = models.CharField(max_length=32)
     external_id = models.CharField(max_length=128)
     title = models.CharField(max_length=500)
-    # What a search compares (selectors.search), kept by the database: see migration 0019.
+    # What a search compares (selectors.search), kept by the database: see migration 0019. The
+    # primary key INCLUDEs it (0021): dropping this column (DROP … CASCADE) would drop the key,
+    # and PostgreSQL alters `title` only without it. Give the key back its plain form first.
     title_upper = models.GeneratedField(expression=Upper("title"), output_field=models.CharField(max_length=500),
                                         db_persist=True)
     price = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
@@ -454,7 +456,7 @@ class Product(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["external_id", "platform"], name="product_unique_external_id"),
         ]
-        # And on PostgreSQL a trigram index for title search (migration 0019). Every index is
+        # And on PostgreSQL a trigram index for title search (migration 0020). Every index is
         # paid for by every page the engine stores (bench/), but a filter on a value few rows
         # have (a rare condition or country, a narrow price range) would otherwise read every
         # row in id order to fill a page. With the id, a page of one value is read in order.

@@ -114,10 +114,13 @@ ASGI_APPLICATION = "config.asgi.application"
 # --- Database -------------------------------------------------------------------------------
 # Embedded SQLite by default; a postgres:// DATABASE_URL switches to PostgreSQL with Django's
 # native psycopg connection pool.
-DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+DATABASES = {  # an empty DATABASE_URL is the default too
+    "default": env.db_url_config(env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 _db = DATABASES["default"]
+if _db.get("ENGINE") not in ("django.db.backends.sqlite3", "django.db.backends.postgresql"):
+    raise ImproperlyConfigured("DATABASE_URL must be sqlite:///path or postgres://user:password@host:port/name "
+                               f"(got a URL for {_db.get('ENGINE') or 'no known database'}).")
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db["OPTIONS"] = {
         # Workers and the web server write from separate processes: wait for the lock
@@ -159,8 +162,11 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
     # waits for each worker's first row before it returns any, and takes cores from the other
     # requests (a two-word search's page at 10 M products: 17 ms in parallel, 11 ms serially,
     # bench/scale_queries.py). Empty: PostgreSQL's own setting, which workers keep.
-    _parallel = env.str("DATABASE_PARALLEL_WORKERS", default="" if _worker else "0")
+    _parallel = env.str("DATABASE_PARALLEL_WORKERS", default="" if _worker else "0").strip()
     if _parallel:
+        if not (_parallel.isascii() and _parallel.isdigit()) or int(_parallel) > 1024:
+            raise ImproperlyConfigured("DATABASE_PARALLEL_WORKERS must be a whole number from 0 to 1024, "
+                                       f"or empty for PostgreSQL's own setting (got {_parallel!r}).")
         _db["OPTIONS"]["options"] += f" -c max_parallel_workers_per_gather={int(_parallel)}"
     _db["CONN_MAX_AGE"] = 0
     if env.str("TEST_DATABASE_NAME", default=""):

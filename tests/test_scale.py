@@ -88,7 +88,7 @@ def test_a_search_compares_the_stored_copy_folded_as_the_database_folds(products
     found = search(Product.objects.all(), ("=external_id", "title_upper"), "PHONE wIreLess")
     assert list(found) == [product]
     sql = str(found.query)
-    assert '"title_upper"' in sql and 'UPPER("collection_product"."title"' not in sql, sql
+    assert '"title_upper"' in sql and 'UPPER("collection_product"."title' not in sql, sql  # nor of the copy
     if connection.vendor == "postgresql":
         assert list(search(Product.objects.all(), ("=external_id", "title_upper"), "écran жёсткий")) == [product]
     product.refresh_from_db()
@@ -259,7 +259,7 @@ def test_every_search_filter_and_sort_has_an_index_on_postgresql(products):
 
 @postgres_only
 def test_searched_columns_keep_finer_statistics(db):
-    """Migrations 0015 and 0019: the planner estimates a word's share from a 1,000-entry histogram."""
+    """Migrations 0015 and 0020: the planner estimates a word's share from a 1,000-entry histogram."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT attrelid::regclass::text, attname, attstattarget FROM pg_attribute "
                        "WHERE attname IN ('title_upper', 'name_upper') AND attrelid IN "
@@ -273,7 +273,7 @@ def test_searched_columns_keep_finer_statistics(db):
 def test_the_index_cost_bench_leaves_the_indexes_as_migrated():
     """`bench/engine_throughput.py --index-cost` drops the stored upper-case copies, their
     trigram indexes and the key's covered columns, and adds them again: afterwards they are
-    what migrations 0019 and 0020 made, definitions and statistics."""
+    what migrations 0019 to 0021 made, definitions and statistics."""
     from bench.engine_throughput import set_search_indexes
 
     def indexes():
@@ -368,6 +368,8 @@ def test_an_api_page_reads_its_keys_then_its_rows(client, admin_user, products):
         assert '"collection_product"."title"' in reads[1] and " IN (" in reads[1]
         following = client.get(page["next"], **headers).json()
         assert [row["id"] for row in following["results"]] == expected[7:14]
+        back = client.get(following["previous"], **headers).json()  # DRF reads this page reversed
+        assert [row["id"] for row in back["results"]] == expected[:7]
     word = products.first().title.split()[0]
     with CaptureQueriesContext(connection) as queries:  # the words choose the keys; the rows are read by key alone
         found = client.get("/api/collection/products/", {"search": word}, **headers).json()["results"]
@@ -378,7 +380,7 @@ def test_an_api_page_reads_its_keys_then_its_rows(client, admin_user, products):
 
 @postgres_only
 def test_a_search_walks_the_products_key_alone(products):
-    """Migration 0020: the key holds what a search tests (external_id, title_upper), so a
+    """Migration 0021: the key holds what a search tests (external_id, title_upper), so a
     search's keys, walked in id order, are read from the key without the table."""
     from django.db import transaction
 
@@ -403,3 +405,30 @@ def test_serving_processes_plan_without_parallel_workers(db):
               "print(settings.DATABASES['default']['OPTIONS']['options'])")
     options = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert "plan_cache_mode=auto" in options and "max_parallel_workers_per_gather" not in options
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("DATABASE_PARALLEL_WORKERS", "abc"), ("DATABASE_PARALLEL_WORKERS", "-1"),
+    ("DATABASE_URL", "mysql://user@host/name"), ("DATABASE_URL", "nonsense"),
+])
+def test_a_bad_database_setting_is_refused_by_name(variable, value):
+    """Settings refuse what the database would (or could not) take, saying which variable."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DATABASE_URL": "postgres://root@127.0.0.1:5432/test", variable: value}
+    done = subprocess.run([sys.executable, "-c", "from config import settings"], capture_output=True, text=True,
+                          env=env)
+    assert done.returncode != 0
+    assert f"ImproperlyConfigured: {variable} must be" in done.stderr.splitlines()[-1], done.stderr
+
+
+def test_the_admin_does_not_show_the_search_copies(admin_client, products):
+    """`title_upper` and `name_upper` exist for search (0019): not shown on a change page."""
+    product = products.first()
+    for url, label in ((f"/admin/collection/product/{product.pk}/change/", "Title upper"),
+                       (f"/admin/collection/seller/{product.seller_id}/change/", "Name upper")):
+        page = admin_client.get(url).content.decode()
+        assert product.title in page or product.seller.external_id in page
+        assert label not in page and label.lower().replace(" ", "_") not in page, url

@@ -9,20 +9,26 @@ holding what the search tests, an index-only scan of about 800 pages: 10–15 ms
 reads a page's keys first (views.DiscoveredViewSet.paginate_queryset), so that query needs
 nothing else. No index is added: the key's entries grow by the two columns.
 
-Built as a unique index CONCURRENTLY, then swapped in as the primary key (a brief exclusive
-lock, no scan: the index already proves the key). PostgreSQL only. Re-running repairs a failed
-build; a key that already covers the columns is left as it is.
+Built as a unique index CONCURRENTLY, then swapped in as the primary key: no scan (the index
+already proves the key), but an exclusive lock for a moment. The swap waits at most
+LOCK_TIMEOUT for it, so that a long query on the products (a CSV export) does not queue every
+other query behind the waiting swap; it tries again TRIES times, then fails saying so, and
+running the migration again resumes. A key that already covers the columns is left as it is.
+PostgreSQL only.
 """
 
-from django.db import migrations, transaction
+import time
+
+from django.db import OperationalError, migrations, transaction
 
 TABLE, KEY = "collection_product", "collection_product_pkey"
 COVERING = "INCLUDE (external_id, title_upper)"
+LOCK_TIMEOUT, TRIES = "2s", 15
 
 
 def _key_definition(schema_editor) -> str:
     with schema_editor.connection.cursor() as cursor:
-        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [KEY])
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = %s", [KEY])
         return cursor.fetchone()[0]
 
 
@@ -30,10 +36,18 @@ def _swap_key(schema_editor, include: str) -> None:
     building = f"{KEY}_new"
     schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {building}")  # what a failed build left
     schema_editor.execute(f"CREATE UNIQUE INDEX CONCURRENTLY {building} ON {TABLE} (id) {include}")
-    # One statement: never without a key. ADD … USING INDEX renames the index to the key's name.
-    with transaction.atomic(using=schema_editor.connection.alias):
-        schema_editor.execute(f"ALTER TABLE {TABLE} DROP CONSTRAINT {KEY}, "
-                              f"ADD CONSTRAINT {KEY} PRIMARY KEY USING INDEX {building}")
+    for attempt in range(1, TRIES + 1):
+        try:  # one statement: never without a key. ADD … USING INDEX gives the index the key's name.
+            with transaction.atomic(using=schema_editor.connection.alias):
+                schema_editor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                schema_editor.execute(f"ALTER TABLE {TABLE} DROP CONSTRAINT {KEY}, "
+                                      f"ADD CONSTRAINT {KEY} PRIMARY KEY USING INDEX {building}")
+            return
+        except OperationalError as error:
+            if getattr(error.__cause__, "sqlstate", None) != "55P03" or attempt == TRIES:  # lock_not_available
+                raise OperationalError(f"{TABLE}: could not swap in the new primary key ({error}); a long query "
+                                       "holds the table. Run the migration again when it is done.") from error
+            time.sleep(1)
 
 
 def cover_search(apps, schema_editor):
@@ -49,6 +63,6 @@ def uncover_search(apps, schema_editor):
 class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY cannot run inside a transaction
 
-    dependencies = [("collection", "0019_search_stored_upper")]
+    dependencies = [("collection", "0020_search_trigram_indexes")]
 
     operations = [migrations.RunPython(cover_search, uncover_search)]

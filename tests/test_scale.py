@@ -432,3 +432,43 @@ def test_the_admin_does_not_show_the_search_copies(admin_client, products):
         page = admin_client.get(url).content.decode()
         assert product.title in page or product.seller.external_id in page
         assert label not in page and label.lower().replace(" ", "_") not in page, url
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)  # the key is swapped outside a transaction
+def test_the_key_swap_gives_up_on_a_held_lock_and_can_run_again(monkeypatch):
+    """Migration 0021 waits a bounded time for its lock: a long query on the products (here an
+    open transaction that read them) makes it fail saying so, with the plain key still in
+    place; run again once the query is done, it swaps the covering key in."""
+    import importlib
+
+    import psycopg
+    from django.db import OperationalError
+
+    swap = importlib.import_module("collection.migrations.0021_product_key_covers_search")
+    monkeypatch.setattr(swap, "LOCK_TIMEOUT", "50ms")
+    monkeypatch.setattr(swap, "TRIES", 2)
+    monkeypatch.setattr(swap.time, "sleep", lambda seconds: None)
+
+    def key():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'collection_product_pkey'")
+            return cursor.fetchone()[0]
+
+    params = connection.get_connection_params()
+    reader = psycopg.connect(**{k: v for k, v in params.items() if k in ("dbname", "user", "host", "port", "password")})
+    try:
+        with connection.schema_editor(atomic=False) as editor:
+            swap.uncover_search(None, editor)
+            assert "INCLUDE" not in key()
+            reader.execute("SELECT count(*) FROM collection_product")  # its transaction stays open
+            with pytest.raises(OperationalError, match="could not swap in the new primary key"):
+                swap.cover_search(None, editor)
+            assert "INCLUDE" not in key()
+            reader.rollback()
+            swap.cover_search(None, editor)
+        assert "INCLUDE (external_id, title_upper)" in key()
+    finally:
+        reader.close()
+        with connection.schema_editor(atomic=False) as editor:
+            swap.cover_search(None, editor)  # as migrated, whatever happened above

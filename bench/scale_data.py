@@ -102,7 +102,7 @@ def generate(url: str, products: int) -> dict:
     with connect(url) as conn:
         conn.execute("SET maintenance_work_mem = '1GB'")  # index builds in memory, not in sorted runs on disk
         # The project's secondary indexes, dropped for the load and rebuilt from their definitions,
-        # with the statistics targets migrations gave their columns (0019's for the searches).
+        # with the statistics targets migrations gave their columns (0020's for the searches).
         indexes = conn.execute(
             "SELECT i.indexname, i.indexdef, (SELECT coalesce(array_agg(ARRAY[a.attnum, a.attstattarget]), '{}') "
             "FROM pg_attribute a WHERE a.attrelid = (quote_ident(i.indexname))::regclass AND a.attstattarget > 0) "

@@ -20,6 +20,7 @@ as its LIKE always did).
 from django.db import migrations, models
 from django.db.models.functions import Upper
 
+LOCK_TIMEOUT = "10s"
 OLD_INDEXES = [("collection_product", "title", "product_title_trgm"),  # 0012, statistics by 0015
                ("collection_seller", "name", "seller_name_trgm")]
 
@@ -27,6 +28,10 @@ OLD_INDEXES = [("collection_product", "title", "product_title_trgm"),  # 0012, s
 def drop_old_indexes(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
+    # Each lock is waited for at most this long (not the rewrite): behind a long query on the
+    # table (a CSV export) every other query would queue behind the waiting migration. It
+    # then fails with "canceling statement due to lock timeout", changing nothing: run it again.
+    schema_editor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
     for _, _, name in OLD_INDEXES:  # in the transaction: under the lock the rewrite takes anyway
         schema_editor.execute(f"DROP INDEX IF EXISTS {name}")
 

@@ -12,8 +12,9 @@ nothing else. No index is added: the key's entries grow by the two columns.
 Built as a unique index CONCURRENTLY, then swapped in as the primary key: no scan (the index
 already proves the key), but an exclusive lock for a moment. The swap waits at most
 LOCK_TIMEOUT for it, so that a long query on the products (a CSV export) does not queue every
-other query behind the waiting swap; it tries again TRIES times, then fails saying so, and
-running the migration again resumes. A key that already covers the columns is left as it is.
+other query behind the waiting swap; it tries TRIES times, then fails saying so (and that the
+index it built is there until the next run drops it); run the migration again when the query
+is done. A key that already covers the columns is left as it is.
 PostgreSQL only.
 """
 
@@ -44,9 +45,15 @@ def _swap_key(schema_editor, include: str) -> None:
                                       f"ADD CONSTRAINT {KEY} PRIMARY KEY USING INDEX {building}")
             return
         except OperationalError as error:
-            if getattr(error.__cause__, "sqlstate", None) != "55P03" or attempt == TRIES:  # lock_not_available
-                raise OperationalError(f"{TABLE}: could not swap in the new primary key ({error}); a long query "
-                                       "holds the table. Run the migration again when it is done.") from error
+            if getattr(error.__cause__, "sqlstate", None) != "55P03":  # not lock_not_available
+                raise
+            if attempt == TRIES:
+                # Dropping the index now would wait for that query too (CONCURRENTLY waits for
+                # every transaction on the table): say it is there, since every write pays for it.
+                raise OperationalError(
+                    f"{TABLE}: could not swap in the new primary key ({error}); a long query holds the table. "
+                    f"Run the migration again when it is done; until then every write also updates the index "
+                    f"{building} it built (DROP INDEX CONCURRENTLY {building} to remove it).") from error
             time.sleep(1)
 
 

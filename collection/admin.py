@@ -363,6 +363,14 @@ class CollectionSettingsAdmin(admin.ModelAdmin):
             self.message_user(request, f"Not saved: {error}", messages.ERROR)
 
 
+class FromSources:
+    """Sellers, products and offers: what the sources returned, shown read-only (not edited by
+    hand), without the columns kept for search (`title_upper`, `name_upper`)."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.opts.fields if not f.generated]
+
+
 class DeleteNeedsAutomation:
     """Deleting collected data or categories needs `collection.automation`, as in the API, not
     only Django's model permission."""
@@ -585,7 +593,7 @@ class FeedbackScoreFilter(admin.SimpleListFilter):
 
 
 @admin.register(Seller)
-class SellerAdmin(AtScale, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmin):
+class SellerAdmin(AtScale, FromSources, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmin):
     list_display = ("external_id", "name", "platform", "account_type", "country", "feedback_score", "feedback_percent",
                     "times_seen", "first_seen", "last_seen_at", "products_link")
     list_filter = (SeenInRunFilter, PlatformFilter, ("account_type", IndexedValuesFilter),
@@ -595,9 +603,6 @@ class SellerAdmin(AtScale, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdm
     actions = ("export_csv",)
     raw_id_fields = ("first_seen_run", "last_seen_run")
     export_fields = SELLER_FIELDS
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.opts.fields if not f.generated]  # data comes from sources (not the search copy)
 
     @admin.display(description="offers")
     def products_link(self, seller):
@@ -628,7 +633,7 @@ class OfferInline(admin.TabularInline):
 
 
 @admin.register(Offer)
-class OfferAdmin(AtScale, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmin):
+class OfferAdmin(AtScale, FromSources, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmin):
     list_display = ("product_link", "seller_link", "condition", "price", "currency", "fulfilled_by_platform",
                     "first_seen", "last_seen_at")
     list_filter = (ProductPlatformFilter, "fulfilled_by_platform")
@@ -638,9 +643,6 @@ class OfferAdmin(AtScale, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmi
     actions = ("export_csv",)
     raw_id_fields = ("product", "seller", "last_seen_run")
     export_fields = OFFER_FIELDS
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.opts.fields]
 
     def has_add_permission(self, request):
         return False
@@ -657,7 +659,7 @@ class OfferAdmin(AtScale, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmi
 
 
 @admin.register(Product)
-class ProductAdmin(AtScale, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmin):
+class ProductAdmin(AtScale, FromSources, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmin):
     list_display = ("external_id", "short_title", "price", "currency", "buying_options", "condition", "location_country",
                     "seller_link", "category", "first_seen")
     # Condition and country: their choices listed through (column, id) (migration 0017), which
@@ -671,9 +673,6 @@ class ProductAdmin(AtScale, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAd
     raw_id_fields = ("seller", "category", "first_seen_run")
     export_fields = PRODUCT_FIELDS
     inlines = (OfferInline,)
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.opts.fields if not f.generated]  # not the search copy
 
     @admin.display(description="title")
     def short_title(self, product):

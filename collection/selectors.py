@@ -2,8 +2,9 @@
 
 from decimal import Decimal
 
+from django.contrib.admin.utils import get_fields_from_path
 from django.db import OperationalError, connection, connections, transaction
-from django.db.models import GeneratedField, Prefetch, Q, QuerySet, Value
+from django.db.models import Prefetch, Q, QuerySet, Value
 from django.db.models.functions import Upper
 from django.utils import timezone
 
@@ -30,10 +31,8 @@ def _contains(model, field: str, word: str) -> Q:
     """`field` holds `word`, whatever the case. A stored upper-case copy (a GeneratedField of
     UPPER(column), migration 0019) is compared as it is, with the word folded by the same
     database function: UPPER() on every row read was most of a search's cost."""
-    found = model._meta.get_field(field.split("__")[0])
-    for part in field.split("__")[1:]:
-        found = found.related_model._meta.get_field(part)
-    if isinstance(found, GeneratedField):
+    found = get_fields_from_path(model, field)[-1]
+    if found.generated and isinstance(found.expression, Upper):
         return Q(**{f"{field}__contains": Upper(Value(word))})
     return Q(**{f"{field}__icontains": word})
 

@@ -195,6 +195,9 @@ def test_sixty_thousand_listings_from_3000_sellers_survive_a_pause_a_resume_and_
     catalog = Catalog("9355", 60_000, simple=False, sellers=3_000, auction_share=0.25, spike=11_000,
                       spike_auctions=5_000, group_share=0.1)
     cats = ebay_categories(fake.scenario, catalogs=[catalog])
+    # The fake sorts its 60,000 listings on the first call; on a loaded machine that took longer
+    # than the client's 1 s timeout, so the estimate's probe failed and it planned 50 listings.
+    assert len(catalog.by_price) == 60_000
     set_settings(lease_seconds=2, concurrency_per_run=1)
     pool = Workers(tmp_path, **fake.env, COLLECTION_SWEEP_SECONDS=0.5)
     try:

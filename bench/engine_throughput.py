@@ -85,7 +85,7 @@ def reset(concurrency: int = 1) -> None:
         cursor.execute(
             "TRUNCATE collection_offer, collection_product, collection_seller, collection_runevent, collection_rununit, "
             "collection_collectionrun, collection_category, collection_budgetperiod, django_tasks_database_dbtaskresult, "
-            "collection_runproduct, collection_runseller "
+            "collection_runproduct, collection_runseller, collection_productseen "
             "RESTART IDENTITY CASCADE"
         )
     settings = CollectionSettings.load()
@@ -167,7 +167,7 @@ def floor_worker(category_id: int, external_id: str, unit_id: int, run_id: int, 
     import psycopg
     from django.utils import timezone
 
-    from collection.services.checkpoint import page_params, page_sql, seen_params
+    from collection.services.checkpoint import page_params, page_sql, sellers_seen_params
     from collection.sources.demo import demo_item
 
     sql = page_sql("postgresql")
@@ -179,15 +179,13 @@ def floor_worker(category_id: int, external_id: str, unit_id: int, run_id: int, 
             sellers, products, offers = page_params(platform="demo", items=items, run_id=run_id,
                                                     category_id=category_id, now=timezone.now())
             with conn.transaction(), conn.pipeline():
-                seen_products, seen_sellers = seen_params(platform="demo", items=items, run_id=run_id)
                 if with_sellers:
                     cursor.execute(sql["sellers_insert"], sellers)
                     cursor.execute(sql["sellers_refresh"], sellers)
-                    cursor.execute(sql["products_offers_upsert_seen"], {**products, "offers": offers["offers"]})
-                    cursor.execute(sql["sellers_seen"], seen_sellers)
-                else:
-                    cursor.execute(sql["products_upsert"], products)
-                    cursor.execute(sql["products_seen"], seen_products)
+                cursor.execute(sql["products_upsert"], products)
+                cursor.execute(sql["products_after_seen"], {**products, **(offers if with_sellers else {"offers": "[]"})})
+                if with_sellers:
+                    cursor.execute(sql["sellers_seen"], sellers_seen_params(platform="demo", items=items, run_id=run_id))
                 cursor.execute(
                     "UPDATE collection_rununit SET cursor = %s, pages_done = pages_done + 1, "
                     "items_done = items_done + %s WHERE id = %s",

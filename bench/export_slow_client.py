@@ -48,7 +48,7 @@ def fill(rows: int) -> None:
         return
     print(f"filling {rows:,} products …", file=sys.stderr)
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE collection_product, collection_seller RESTART IDENTITY CASCADE")
+        cursor.execute("TRUNCATE collection_product, collection_productseen, collection_seller RESTART IDENTITY CASCADE")
     category, _ = Category.objects.get_or_create(platform="bench", external_id="bench-1", defaults={"name": "Bench"})
     with connection.cursor() as cursor:
         cursor.execute(
@@ -58,10 +58,10 @@ def fill(rows: int) -> None:
         )
         cursor.execute(
             f"INSERT INTO {Product._meta.db_table} (platform, external_id, title, price, currency, url, condition, "  # noqa: S608
-            "buying_options, location_country, legacy_id, source_category_ids, seller_id, category_id, first_seen_at, "
-            "last_seen_at) SELECT 'bench', 'item-' || g, 'A product title of ordinary length, number ' || g, "
+            "buying_options, location_country, legacy_id, source_category_ids, seller_id, category_id, first_seen_at) "
+            "SELECT 'bench', 'item-' || g, 'A product title of ordinary length, number ' || g, "
             "(g %% 10000) / 100.0, 'USD', 'https://example.invalid/item/' || g, 'New', 'FIXED_PRICE', 'US', g::text, "
-            "'bench-1', 1 + g %% 5000, %s, now(), now() FROM generate_series(1, %s) g",
+            "'bench-1', 1 + g %% 5000, %s, now() FROM generate_series(1, %s) g",
             [category.pk, rows],
         )
 

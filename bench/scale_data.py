@@ -142,21 +142,23 @@ def generate(url: str, products: int) -> dict:
         words = ", ".join(f"{pick(WORDS, mix('g', salt))}" for salt in range(10, 16))
         step("products", conn, f"""
             INSERT INTO collection_product (id, platform, external_id, title, price, currency, url, first_seen_at,
-                last_seen_at, category_id, first_seen_run_id, seller_id, buying_options, condition, legacy_id,
+                category_id, first_seen_run_id, seller_id, buying_options, condition, legacy_id,
                 location_country, source_category_ids)
             SELECT g, {pick(PLATFORMS, 'g')}, 'P' || lpad(g::text, 10, '0'),
                 concat_ws(' ', {words}, upper(left(md5(({mix('g', 17)} % ({products} / 100 + 1))::text), 8))),
                 CASE WHEN g % 10 = 0 THEN NULL ELSE 1 + ({mix('g', 18)} % 100000) / 100.0 END, 'USD',
-                'https://example.com/item/' || g, now() - make_interval(secs => {products} - g), now(),
+                'https://example.com/item/' || g, now() - make_interval(secs => {products} - g),
                 1 + ({mix('g', 19)} % {categories}), 1 + (g % {runs}), 1 + ({mix('g', 20)} % {sellers}),
                 {pick(('FIXED_PRICE', 'AUCTION', 'FIXED_PRICE,BEST_OFFER'), mix('g', 21))},
                 {pick(CONDITIONS, mix('g', 22))}, '', {pick(COUNTRIES, mix('g', 23))}, ''
             FROM generate_series(1, {products}) g""")
+        step("products last seen", conn, """
+            INSERT INTO collection_productseen (product_id, last_seen_at) SELECT id, now() FROM collection_product""")
         step("offers", conn, """
             INSERT INTO collection_offer (condition, price, currency, fulfilled_by_platform, first_seen_at,
                 last_seen_at, last_seen_run_id, product_id, seller_id)
             SELECT condition, price, currency, CASE WHEN platform = 'amazon' THEN id % 4 < 2 END, first_seen_at,
-                last_seen_at, first_seen_run_id, id, seller_id FROM collection_product""")
+                now(), first_seen_run_id, id, seller_id FROM collection_product""")
         step("a unit for the newest run", conn, f"""
             INSERT INTO collection_rununit (id, status, pages_done, items_done, cost, reserved, lease_owner, attempts,
                 recoveries, dispatch_token, last_error, task_id, updated_at, category_id, run_id, quota_reserved,

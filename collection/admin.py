@@ -423,7 +423,7 @@ class CategoryAdmin(DeleteNeedsAutomation, admin.ModelAdmin):
 
 
 class CsvExportMixin:
-    export_fields: tuple[str, ...] = ()
+    export_fields: tuple = ()
 
     @admin.action(description="Export selected to CSV")
     def export_csv(self, request, queryset):
@@ -673,6 +673,11 @@ class ProductAdmin(AtScale, FromSources, DeleteNeedsAutomation, CsvExportMixin, 
     raw_id_fields = ("seller", "category", "first_seen_run")
     export_fields = PRODUCT_FIELDS
     inlines = (OfferInline,)
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        at = fields.index("first_seen_at") + 1
+        return [*fields[:at], "last_seen_at", *fields[at:]]  # a property: ProductSeen's, one query here
 
     @admin.display(description="title")
     def short_title(self, product):

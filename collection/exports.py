@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import csv
 
+from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.http import StreamingHttpResponse
 
-# The columns of every export (admin action, API ?format=csv, collection_export).
+# The columns of every export (admin action, API ?format=csv, collection_export): a field's path,
+# or a column's name and the expression that gives it.
 SELLER_FIELDS = ("id", "platform", "external_id", "name", "feedback_score", "feedback_percent", "account_type",
                  "country", "times_seen", "first_seen_at", "last_seen_at", "first_seen_run_id")
 PRODUCT_FIELDS = ("id", "platform", "external_id", "legacy_id", "title", "price", "currency", "url", "condition",
                   "buying_options", "location_country", "source_category_ids", "seller__external_id",
-                  "category__external_id", "first_seen_at", "last_seen_at", "first_seen_run_id")
+                  "category__external_id", "first_seen_at",
+                  ("last_seen_at", Coalesce(F("seen__last_seen_at"), F("first_seen_at"))),  # see Product.last_seen_at
+                  "first_seen_run_id")
 OFFER_FIELDS = ("id", "product__platform", "product__external_id", "product__title", "seller__external_id",
                 "seller__name", "condition", "price", "currency", "fulfilled_by_platform", "first_seen_at",
                 "last_seen_at", "last_seen_run_id")
@@ -35,16 +40,18 @@ def safe_cell(value):
     return value
 
 
-def csv_rows(queryset, fields: tuple[str, ...]):
+def csv_rows(queryset, fields: tuple):
     """In the queryset's order (the list's `?ordering=`), by id when it has none."""
     writer = csv.writer(_Echo())
-    yield writer.writerow(fields)
+    yield writer.writerow([field if isinstance(field, str) else field[0] for field in fields])
     rows = queryset if queryset.query.order_by else queryset.order_by("pk")
-    for row in rows.values_list(*fields).iterator(chunk_size=2000):
+    computed = {f"export_{field[0]}": field[1] for field in fields if not isinstance(field, str)}
+    paths = [field if isinstance(field, str) else f"export_{field[0]}" for field in fields]
+    for row in rows.annotate(**computed).values_list(*paths).iterator(chunk_size=2000):
         yield writer.writerow([safe_cell(value) for value in row])
 
 
-def csv_response(queryset, fields: tuple[str, ...], *, filename: str) -> StreamingHttpResponse:
+def csv_response(queryset, fields: tuple, *, filename: str) -> StreamingHttpResponse:
     response = StreamingHttpResponse(csv_rows(queryset, fields), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

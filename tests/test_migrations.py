@@ -1,7 +1,9 @@
 """Data migrations, run forward from the state before them."""
 
+from datetime import timedelta
+
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
@@ -59,5 +61,33 @@ def test_pages_seen_in_runs_become_rows_by_id():
     executor.migrate(before)  # and back: each run's ids as one page row
     pages = executor.loader.project_state(before).apps.get_model("collection", "RunPage").objects.all()
     assert [(p.run_id, sorted(p.products), p.sellers) for p in pages] == [(runs[0].pk, ["desk", "lamp"], ["alice"])]
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_last_seen_moves_to_its_own_table_and_back():
+    executor = MigrationExecutor(connection)
+    before, after = [("collection", "0021_product_key_covers_search")], [("collection", "0022_product_seen_apart")]
+    executor.migrate(before)
+    Product = executor.loader.project_state(before).apps.get_model("collection", "Product")
+    first, last = timezone.now() - timedelta(days=3), timezone.now() - timedelta(hours=2)
+    lamp = Product.objects.create(platform="ebay", external_id="lamp", title="Lamp", first_seen_at=first,
+                                  last_seen_at=last)
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+    apps = executor.loader.project_state(after).apps
+    assert list(apps.get_model("collection", "ProductSeen").objects.values_list("product_id", "last_seen_at")) == [
+        (lamp.pk, last)]
+    assert "last_seen_at" not in {f.name for f in connection.introspection.get_table_description(
+        connection.cursor(), "collection_product")}
+    desk = apps.get_model("collection", "Product").objects.create(  # stored with no sighting row
+        platform="ebay", external_id="desk", title="Desk", first_seen_at=first)
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)  # and back: the column, filled from the table or the first sighting
+    Product = executor.loader.project_state(before).apps.get_model("collection", "Product")
+    assert dict(Product.objects.values_list("external_id", "last_seen_at")) == {"lamp": last, "desk": first}
+    with pytest.raises(IntegrityError):  # as required as it was
+        Product.objects.filter(pk=desk.pk).update(last_seen_at=None)
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())

@@ -282,6 +282,7 @@ class OfferSerializer(serializers.ModelSerializer):
 class ProductSerializer(serializers.ModelSerializer):
     seller_external_id = serializers.CharField(source="seller.external_id", read_only=True, allow_null=True,
                                                default=None)
+    last_seen_at = serializers.DateTimeField(read_only=True, help_text="When a run last returned it.")
 
     class Meta:
         model = Product

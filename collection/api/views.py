@@ -213,7 +213,7 @@ class DiscoveredViewSet(KnownQueryParams, viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["id", "first_seen_at"]
     ordering_aliases = {"first_seen_at": "id"}
     ordering = ["id"]
-    csv_fields: tuple[str, ...] = ()
+    csv_fields: tuple = ()
 
     def get_renderers(self):
         renderers = super().get_renderers()
@@ -286,7 +286,7 @@ class OfferViewSet(DiscoveredViewSet):
 
 
 class ProductViewSet(DiscoveredViewSet):
-    queryset = Product.objects.select_related("seller")
+    queryset = Product.objects.select_related("seller", "seen")
     serializer_class = s.ProductSerializer
     filterset_class = ProductFilter
     search_fields = ["=external_id", "title_upper"]

@@ -19,6 +19,7 @@ from collection.models import (
     EventKind,
     Offer,
     Product,
+    ProductSeen,
     RunProduct,
     RunSeller,
     RunUnit,
@@ -82,14 +83,14 @@ def _page_table(columns: dict[str, str], vendor: str, param: str = "rows") -> st
 
 def _ids_of(table: str, platform: str, param: str, vendor: str) -> str:
     """The row ids of `table` (sellers, products) whose external ids are the strings of a
-    parameter holding a JSON array, as rows of a subquery `t(id)`. Each one is looked up by a
-    subquery on the unique key, the form the prepared statement's generic plan keeps as an
+    parameter holding a JSON array, as rows of a subquery `t(id, e)` (e: the external id).
+    Each one is looked up by a subquery on the unique key, the form the prepared statement's generic plan keeps as an
     index lookup: with `IN (SELECT …)`, the plan made while the table was small read all of it
     on every page (bench/: 98 pages/s became 11)."""
     values = (f"jsonb_array_elements_text(%({param})s::jsonb) AS e(value)" if vendor == "postgresql"
               else f"json_each(%({param})s) AS e")
     return (f"(SELECT (SELECT x.id FROM {table} x WHERE x.platform = {platform} "  # noqa: S608
-            f"AND x.external_id = e.value) AS id FROM {values}) AS t")
+            f"AND x.external_id = e.value) AS id, e.value AS e FROM {values}) AS t")
 
 
 SELLER_ROW = {"e": "varchar", "n": "varchar", "fs": "integer", "fp": "numeric", "at": "varchar", "co": "varchar"}
@@ -105,8 +106,9 @@ PRODUCT_COLUMNS = {"title": "t", "price": "p", "currency": "c", "url": "u", "con
 def page_sql(vendor: str) -> dict[str, str]:
     """The statements that store a page's items (see upsert_items), for one database vendor.
     Only constant identifiers are interpolated; every value is a bound parameter."""
-    seller, product, offer, run_product, run_seller = (
-        connection.ops.quote_name(m._meta.db_table) for m in (Seller, Product, Offer, RunProduct, RunSeller))
+    seller, product, offer, run_product, run_seller, product_seen = (
+        connection.ops.quote_name(m._meta.db_table)
+        for m in (Seller, Product, Offer, RunProduct, RunSeller, ProductSeen))
     platform, run, now = (_param("platform", "varchar", vendor), _param("run", "bigint", vendor),
                           _param("now", "timestamptz", vendor))
     category = _param("category", "bigint", vendor)
@@ -137,10 +139,12 @@ def page_sql(vendor: str) -> dict[str, str]:
             f"UPDATE {seller} SET {refresh} FROM {sellers} WHERE {seller}.platform = {platform} "  # noqa: S608
             f"AND {seller}.external_id = p.e AND ({seller}.last_seen_run_id IS NOT {run} OR {seller}.name = '')"
         )
-    product_updates = ", ".join(
-        f"{name} = excluded.{name}"
-        for name in (*PRODUCT_COLUMNS, "seller_id", "category_id", "last_seen_at")
-    )
+    # A product is rewritten only when the sighting changes it: when it was seen is ProductSeen's
+    # (products_last_seen). The row is locked either way, as an update would.
+    refreshed = (*PRODUCT_COLUMNS, "seller_id", "category_id")
+    product_updates = ", ".join(f"{name} = excluded.{name}" for name in refreshed)
+    distinct = "IS DISTINCT FROM" if vendor == "postgresql" else "IS NOT"
+    product_changed = " OR ".join(f"{product}.{name} {distinct} excluded.{name}" for name in refreshed)
     product_columns = ", ".join(PRODUCT_COLUMNS)
     product_values = ", ".join(f"p.{key}" for key in PRODUCT_COLUMNS.values())
     offer_columns = (f"INSERT INTO {offer} (product_id, seller_id, condition, price, currency, "  # noqa: S608
@@ -160,11 +164,17 @@ def page_sql(vendor: str) -> dict[str, str]:
         "sellers_refresh": refresh_sql,
         "products_upsert": (
             f"INSERT INTO {product} (platform, external_id, {product_columns}, seller_id, category_id, "  # noqa: S608
-            f"first_seen_at, last_seen_at, first_seen_run_id) "
+            f"first_seen_at, first_seen_run_id) "
             f"SELECT {platform}, p.e, {product_values}, "
             f"(SELECT s.id FROM {seller} s WHERE s.platform = {platform} AND s.external_id = p.s), "
-            f"{category}, {now}, {now}, {run} FROM {_page_table(PRODUCT_ROW, vendor)} WHERE true ORDER BY p.e "
-            f"ON CONFLICT (platform, external_id) DO UPDATE SET {product_updates}"
+            f"{category}, {now}, {run} FROM {_page_table(PRODUCT_ROW, vendor)} WHERE true ORDER BY p.e "
+            f"ON CONFLICT (platform, external_id) DO UPDATE SET {product_updates} WHERE {product_changed}"
+        ),
+        # After the products (same transaction): found by their unique key, in id order.
+        "products_last_seen": (
+            f"INSERT INTO {product_seen} (product_id, last_seen_at) SELECT t.id, {now} "  # noqa: S608
+            f"FROM {_ids_of(product, platform, 'products', vendor)} WHERE t.id IS NOT NULL ORDER BY t.id "
+            f"ON CONFLICT (product_id) DO UPDATE SET last_seen_at = excluded.last_seen_at"
         ),
         # After the products and sellers (same transaction): both are found by their unique keys.
         "offers_upsert": (
@@ -187,18 +197,21 @@ def page_sql(vendor: str) -> dict[str, str]:
         ),
     }
     if vendor == "postgresql":
-        # Products and their offers in one statement: the offers take the product ids the upsert
-        # returns instead of looking each one up again.
-        offers_of_up = (f"{offer_columns}SELECT up.id, {offer_seller}, p.cd, p.p, p.c, p.f, {now}, {now}, {run} "  # noqa: S608
-                        f"FROM {_page_table(OFFER_ROW, vendor, 'offers')} JOIN up ON up.external_id = p.e "
-                        f"ORDER BY p.e, p.s, p.cd {offer_conflict}")
-        up = f"WITH up AS ({statements['products_upsert']} RETURNING id, external_id)"
-        statements["products_offers_upsert"] = f"{up} {offers_of_up}"
-        # ... and what the run saw, from the same ids (a checkpoint's page).
-        statements["products_offers_upsert_seen"] = (
-            f"{up}, seen AS (INSERT INTO {run_product} (run_id, product_id) SELECT {run}, id FROM up "  # noqa: S608
-            f"ORDER BY id ON CONFLICT DO NOTHING) {offers_of_up}"
-        )
+        # What follows the products' upsert, in one statement: the page's products are looked up
+        # once (the upsert cannot return them: it leaves unchanged ones as they are), then their
+        # last sighting and offers are written from those ids; with `_seen`, also what the run saw.
+        # A statement of its own, after the upsert: it sees a product another page inserted
+        # meanwhile (the upsert waited for it), which the upsert's own snapshot would not.
+        ids = f"WITH ids AS (SELECT t.id, t.e FROM {_ids_of(product, platform, 'products', vendor)} WHERE t.id IS NOT NULL)"  # noqa: S608
+        last_seen = (f"last AS (INSERT INTO {product_seen} (product_id, last_seen_at) SELECT id, {now} FROM ids "  # noqa: S608
+                     f"ORDER BY id ON CONFLICT (product_id) DO UPDATE SET last_seen_at = excluded.last_seen_at)")
+        seen = (f"seen AS (INSERT INTO {run_product} (run_id, product_id) SELECT {run}, id FROM ids "  # noqa: S608
+                f"ORDER BY id ON CONFLICT DO NOTHING)")
+        offers_of_ids = (f"{offer_columns}SELECT ids.id, {offer_seller}, p.cd, p.p, p.c, p.f, {now}, {now}, {run} "  # noqa: S608
+                         f"FROM {_page_table(OFFER_ROW, vendor, 'offers')} JOIN ids ON ids.e = p.e "
+                         f"ORDER BY p.e, p.s, p.cd {offer_conflict}")
+        statements["products_after"] = f"{ids}, {last_seen} {offers_of_ids}"
+        statements["products_after_seen"] = f"{ids}, {last_seen}, {seen} {offers_of_ids}"
     return statements
 
 
@@ -245,15 +258,17 @@ def page_params(*, platform: str, items: list[ProductItem], run_id: int | None, 
         for (product, seller, condition), offer in offers.items()
     ]
     return ({**common, "rows": json.dumps(seller_rows)},
-            {**common, "category": category_id, "rows": json.dumps(product_rows)},
+            {**common, "category": category_id, "rows": json.dumps(product_rows),
+             "products": json.dumps(sorted(products))},
             {**common, "offers": json.dumps(offer_rows)})
 
 
 def upsert_items(*, platform: str, items: list[ProductItem], run_id: int | None,
                  category_id: int | None, sellers: list[SellerItem] = ()) -> int:
     """Store the page's sellers, insert or refresh its products (ON CONFLICT on the unique
-    platform + external id) and their offers, in four statements whatever the page's size.
-    Returns how many sellers were new.
+    platform + external id), when each was last seen, and their offers: four statements on
+    PostgreSQL whatever the page's size. Returns how many sellers were new. A product the page
+    returns unchanged is not rewritten (see ProductSeen).
 
     Sellers are shared by every page of every run, and a few big ones appear on almost every
     page: writing them on each page would serialize all workers on their row locks. So new
@@ -277,31 +292,25 @@ def _items_execute(inserted, cursor, *, platform: str, items: list[ProductItem],
                                                   category_id=category_id, now=now, sellers=sellers)
     inserted.execute(sql["sellers_insert"], seller_params)
     cursor.execute(sql["sellers_refresh"], seller_params)
-    products_with_seen = False  # the run's product rows written by the products' own statement
-    if offers["offers"] == "[]":  # a page without sellers (e.g. only products) has no offers
-        cursor.execute(sql["products_upsert"], products)
-    elif "products_offers_upsert" in sql:
-        cursor.execute(sql["products_offers_upsert_seen" if seen else "products_offers_upsert"],
-                       {**products, "offers": offers["offers"]})
-        products_with_seen = seen
+    cursor.execute(sql["products_upsert"], products)
+    if "products_after" in sql:
+        cursor.execute(sql["products_after_seen" if seen else "products_after"], {**products, **offers})
     else:
-        cursor.execute(sql["products_upsert"], products)
-        cursor.execute(sql["offers_upsert"], offers)
+        if offers["offers"] != "[]":  # a page without sellers (e.g. only products) has no offers
+            cursor.execute(sql["offers_upsert"], offers)
+        cursor.execute(sql["products_last_seen"], products)
+        if seen:
+            cursor.execute(sql["products_seen"], products)
     if seen:
-        seen_products, seen_sellers = seen_params(platform=platform, items=items, run_id=run_id)
-        if not products_with_seen:
-            cursor.execute(sql["products_seen"], seen_products)
-        cursor.execute(sql["sellers_seen"], seen_sellers)
+        cursor.execute(sql["sellers_seen"], sellers_seen_params(platform=platform, items=items, run_id=run_id))
 
 
-def seen_params(*, platform: str, items: list[ProductItem], run_id: int) -> tuple[dict, dict]:
-    """The parameters of page_sql's `products_seen` and `sellers_seen`: the page's products and
-    the sellers offering them (an item's own seller, its offers')."""
+def sellers_seen_params(*, platform: str, items: list[ProductItem], run_id: int) -> dict:
+    """The parameters of page_sql's `sellers_seen`: the sellers offering the page's products (an
+    item's own seller, its offers')."""
     offered = {item.seller.external_id for item in items if item.seller}
     offered |= {offer.seller.external_id for item in items for offer in item.offers}
-    common = {"platform": platform, "run": run_id}
-    return ({**common, "products": json.dumps(sorted({item.external_id for item in items}))},
-            {**common, "sellers": json.dumps(sorted(offered))})
+    return {"platform": platform, "run": run_id, "sellers": json.dumps(sorted(offered))}
 
 
 @contextmanager

@@ -1,12 +1,22 @@
 import csv
 import io
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
-from collection.models import CollectionRun, IdempotencyKey, Product, RunEvent, RunStatus, RunUnit, Seller
+from collection.models import (
+    CollectionRun,
+    IdempotencyKey,
+    Product,
+    ProductSeen,
+    RunEvent,
+    RunStatus,
+    RunUnit,
+    Seller,
+)
 from collection.services.checkpoint import upsert_items
 from collection.sources.demo import demo_item
 from tests.conftest import set_settings
@@ -246,6 +256,25 @@ def test_sellers_and_products_filter_paginate_by_cursor_and_stream_csv(api):
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv") and response.streaming
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows[0][2] == "external_id" and len(rows) == Seller.objects.count() + 1
+
+
+def test_a_products_last_sighting_in_its_json_and_csv(api):
+    cat = make_categories(1)[0]
+    lamp, desk = demo_item("l", 0), demo_item("l", 1)
+    upsert_items(platform="demo", items=[lamp, desk], run_id=None, category_id=cat.pk)
+    upsert_items(platform="demo", items=[lamp], run_id=None, category_id=cat.pk)  # seen again, unchanged
+    ProductSeen.objects.filter(product__external_id=desk.external_id).delete()  # a row stored without one
+    stored = {p.external_id: p for p in Product.objects.select_related("seen")}
+    assert stored[lamp.external_id].last_seen_at > stored[lamp.external_id].first_seen_at
+    assert stored[desk.external_id].last_seen_at == stored[desk.external_id].first_seen_at
+    expected = {key: api.get(BASE + f"products/{p.pk}/").json()["last_seen_at"] for key, p in stored.items()}
+    listed = {p["external_id"]: p["last_seen_at"] for p in api.get(BASE + "products/").json()["results"]}
+    assert listed == expected and expected[lamp.external_id] != expected[desk.external_id]
+    response = api.get(BASE + "products/", {"format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    exported = {row["external_id"]: row["last_seen_at"] for row in rows}
+    assert {key: datetime.fromisoformat(value) for key, value in exported.items()} == \
+        {key: p.last_seen_at for key, p in stored.items()}
 
 
 def test_browsable_api_works_for_a_logged_in_operator(client, operator):

@@ -1,9 +1,12 @@
+from contextlib import contextmanager
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.test import override_settings
 
-from collection.models import CollectionRun, Offer, Product, RunStatus, RunUnit, Seller, UnitStatus
+from collection.models import CollectionRun, Offer, Product, RunProduct, RunStatus, RunUnit, Seller, UnitStatus
 from collection.services import runs
 from collection.services.budget import budget_reserve, period_current
 from collection.services.checkpoint import PageCheckpoint, unit_checkpoint, upsert_items
@@ -156,3 +159,58 @@ def test_a_listing_with_one_seller_is_a_product_with_one_offer():
     offers = Offer.objects.order_by("product__external_id")
     assert [(o.product.external_id, o.seller.external_id, o.price) for o in offers] == [
         ("p1", "alice", Decimal("9.99")), ("p2", "alice", Decimal("9.99"))]
+
+
+@contextmanager
+def product_rows_written():
+    """The external ids of the products whose rows the block wrote (updated): by their row
+    version (xmin) on PostgreSQL, by a temporary trigger on SQLite."""
+    written: set[str] = set()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT external_id, xmin::text FROM collection_product")
+            before = dict(cursor.fetchall())
+        else:
+            cursor.execute("CREATE TEMP TABLE product_written (e TEXT)")
+            cursor.execute("CREATE TEMP TRIGGER product_write AFTER UPDATE ON collection_product "
+                           "BEGIN INSERT INTO product_written VALUES (new.external_id); END")
+        yield written
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT external_id, xmin::text FROM collection_product")
+            written.update(key for key, version in cursor.fetchall() if key in before and before[key] != version)
+        else:
+            cursor.execute("SELECT e FROM product_written")
+            written.update(key for (key,) in cursor.fetchall())
+            cursor.execute("DROP TRIGGER product_write")
+            cursor.execute("DROP TABLE product_written")
+
+
+@override_settings(DEMO_PAGE_SIZE=3, DEMO_COST_PER_REQUEST="0.01", DEMO_COST_PER_RESULT="0")
+def test_a_sighting_that_changes_nothing_rewrites_no_product_but_records_when_it_was_seen():
+    cat = make_categories(1, items=3)[0]
+    first = runs.run_create(source="demo", category_ids=[cat.pk])
+    upsert_items(platform="demo", items=items(("p1", "alice"), ("p2", "bob"), ("p3", "bob")), run_id=first.pk,
+                 category_id=cat.pk)
+    seen_first = {p.external_id: p.last_seen_at for p in Product.objects.select_related("seen")}
+    assert len(seen_first) == 3 and all(seen_first.values())
+
+    second = runs.run_create(source="demo", category_ids=[cat.pk])
+    CollectionRun.objects.filter(pk=second.pk).update(status=RunStatus.RUNNING)
+    unit = second.units.get()
+    RunUnit.objects.filter(pk=unit.pk).update(status=UnitStatus.RUNNING, lease_owner="me")
+    period = budget_reserve(unit_id=unit.pk, run_id=second.pk, amount=Decimal("0.01"))
+    p1, p2, p3 = items(("p1", "alice"), ("p2", "bob"), ("p3", "bob"))
+    page = Page(items=[p1, replace(p2, price=Decimal("5.00")), replace(p3, title="Item p3, renamed")],
+                next_cursor=None, cost=Decimal("0.01"))
+    with product_rows_written() as written:
+        assert checkpoint(unit_id=unit.pk, lease_owner="me", page_index=0, page=page, reserved=Decimal("0.01"),
+                          period_id=period, lease_seconds=60, platform="demo", run_id=second.pk, category_id=cat.pk)
+    assert written == {"p2", "p3"}  # p1 is as it was: its row is left alone
+    products = {p.external_id: p for p in Product.objects.select_related("seen")}
+    assert (products["p2"].price, products["p3"].title) == (Decimal("5.00"), "Item p3, renamed")
+    assert all(products[key].last_seen_at > seen_first[key] for key in ("p1", "p2", "p3"))
+    # what the run saw and the offers' last sighting are written for the unchanged product too
+    assert set(RunProduct.objects.filter(run=second).values_list("product__external_id", flat=True)) == \
+        {"p1", "p2", "p3"}
+    assert set(Offer.objects.values_list("product__external_id", "last_seen_run_id")) == \
+        {("p1", second.pk), ("p2", second.pk), ("p3", second.pk)}

@@ -1,17 +1,29 @@
+import threading
+import time
 from contextlib import contextmanager
 from dataclasses import replace
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import override_settings
 
-from collection.models import CollectionRun, Offer, Product, RunProduct, RunStatus, RunUnit, Seller, UnitStatus
+from collection.models import (
+    CollectionRun,
+    Offer,
+    Product,
+    ProductSeen,
+    RunProduct,
+    RunStatus,
+    RunUnit,
+    Seller,
+    UnitStatus,
+)
 from collection.services import runs
 from collection.services.budget import budget_reserve, period_current
-from collection.services.checkpoint import PageCheckpoint, unit_checkpoint, upsert_items
+from collection.services.checkpoint import PageCheckpoint, _items_execute, unit_checkpoint, upsert_items
 from collection.sources import OfferItem, Page, ProductItem, SellerItem
-from tests.conftest import make_categories
+from tests.conftest import make_categories, postgres_only
 
 pytestmark = pytest.mark.django_db
 
@@ -214,3 +226,49 @@ def test_a_sighting_that_changes_nothing_rewrites_no_product_but_records_when_it
         {"p1", "p2", "p3"}
     assert set(Offer.objects.values_list("product__external_id", "last_seen_run_id")) == \
         {("p1", second.pk), ("p2", second.pk), ("p3", second.pk)}
+
+
+def waiting_on_a_lock(cursor) -> bool:
+    cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND wait_event_type = 'Lock'")
+    return cursor.fetchone()[0] > 0
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_product_another_page_inserts_meanwhile_is_recorded_as_seen_by_both():
+    """Two pages of two runs return the same new product at once: the second page's upsert waits
+    for the first's insert, then finds the product committed after the second page's statement
+    began, and records its sighting, its offer and the run's row for it all the same."""
+    cat = make_categories(1)[0]
+    first, second = (runs.run_create(source="demo", category_ids=[cat.pk]) for _ in range(2))
+    shared, own = items(("shared", "alice"), ("own", "bob"))
+    inserting, done = threading.Event(), []
+
+    def second_page():
+        try:
+            inserting.wait()
+            with transaction.atomic(), connection.cursor() as inserted, connection.cursor() as cursor:
+                _items_execute(inserted, cursor, platform="demo", items=[shared, own], run_id=second.pk,
+                               category_id=cat.pk, seen=True)
+            done.append(True)
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=second_page)
+    other.start()
+    with transaction.atomic(), connection.cursor() as inserted, connection.cursor() as cursor:
+        _items_execute(inserted, cursor, platform="demo", items=[shared], run_id=first.pk, category_id=cat.pk,
+                       seen=True)
+        inserting.set()
+        deadline = time.monotonic() + 20
+        while not waiting_on_a_lock(cursor) and time.monotonic() < deadline:  # the other page, on this row
+            time.sleep(0.05)
+        assert waiting_on_a_lock(cursor) and not done
+    other.join(timeout=30)
+    assert done
+    shared_id = Product.objects.get(external_id="shared").pk
+    assert set(RunProduct.objects.values_list("run_id", "product__external_id")) == {
+        (first.pk, "shared"), (second.pk, "shared"), (second.pk, "own")}
+    assert Offer.objects.get(product_id=shared_id).last_seen_run_id == second.pk
+    assert ProductSeen.objects.filter(product_id=shared_id).exists() and Product.objects.count() == 2

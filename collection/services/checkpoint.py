@@ -84,9 +84,9 @@ def _page_table(columns: dict[str, str], vendor: str, param: str = "rows") -> st
 def _ids_of(table: str, platform: str, param: str, vendor: str) -> str:
     """The row ids of `table` (sellers, products) whose external ids are the strings of a
     parameter holding a JSON array, as rows of a subquery `t(id, e)` (e: the external id).
-    Each one is looked up by a subquery on the unique key, the form the prepared statement's generic plan keeps as an
-    index lookup: with `IN (SELECT …)`, the plan made while the table was small read all of it
-    on every page (bench/: 98 pages/s became 11)."""
+    Each one is looked up by a subquery on the unique key, the form the prepared statement's
+    generic plan keeps as an index lookup: with `IN (SELECT …)`, the plan made while the table
+    was small read all of it on every page (bench/: 98 pages/s became 11)."""
     values = (f"jsonb_array_elements_text(%({param})s::jsonb) AS e(value)" if vendor == "postgresql"
               else f"json_each(%({param})s) AS e")
     return (f"(SELECT (SELECT x.id FROM {table} x WHERE x.platform = {platform} "  # noqa: S608
@@ -140,7 +140,7 @@ def page_sql(vendor: str) -> dict[str, str]:
             f"AND {seller}.external_id = p.e AND ({seller}.last_seen_run_id IS NOT {run} OR {seller}.name = '')"
         )
     # A product is rewritten only when the sighting changes it: when it was seen is ProductSeen's
-    # (products_last_seen). The row is locked either way, as an update would.
+    # (products_last_seen, products_after). The row is locked either way, as an update would.
     refreshed = (*PRODUCT_COLUMNS, "seller_id", "category_id")
     product_updates = ", ".join(f"{name} = excluded.{name}" for name in refreshed)
     distinct = "IS DISTINCT FROM" if vendor == "postgresql" else "IS NOT"
@@ -202,7 +202,8 @@ def page_sql(vendor: str) -> dict[str, str]:
         # last sighting and offers are written from those ids; with `_seen`, also what the run saw.
         # A statement of its own, after the upsert: it sees a product another page inserted
         # meanwhile (the upsert waited for it), which the upsert's own snapshot would not.
-        ids = f"WITH ids AS (SELECT t.id, t.e FROM {_ids_of(product, platform, 'products', vendor)} WHERE t.id IS NOT NULL)"  # noqa: S608
+        looked_up = _ids_of(product, platform, "products", vendor)
+        ids = f"WITH ids AS (SELECT t.id, t.e FROM {looked_up} WHERE t.id IS NOT NULL)"  # noqa: S608
         last_seen = (f"last AS (INSERT INTO {product_seen} (product_id, last_seen_at) SELECT id, {now} FROM ids "  # noqa: S608
                      f"ORDER BY id ON CONFLICT (product_id) DO UPDATE SET last_seen_at = excluded.last_seen_at)")
         seen = (f"seen AS (INSERT INTO {run_product} (run_id, product_id) SELECT {run}, id FROM ids "  # noqa: S608

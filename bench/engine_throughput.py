@@ -11,7 +11,8 @@ Scenarios (demo source, 100 items per page):
                       (floor-N-products-only skips the sellers: shown for reference.)
   engine-1 / engine-2 the real engine: N `manage.py db_worker` processes, 0 ms latency.
   engine-2-resight    the second of two runs over the same categories: every product, seller
-                      and offer is refreshed, not inserted (daily runs over the same categories).
+                      and offer is seen again, not inserted (daily runs over the same categories);
+                      the products are unchanged, so only their last sighting is written.
   latency-50ms        8 workers, concurrency 8, 50 ms per page: ideal 8 / 0.05 s = 160 pages/s;
                       with 100 and 20 (the demo's default) items per page.
   latency-50ms-floor  the floor's writes in 8 processes, each waiting 50 ms before each page:
@@ -235,7 +236,7 @@ def start_workers(n: int, env: dict) -> list[subprocess.Popen]:
 def run_engine(workers: int, *, categories: int, pages_each: int, concurrency: int, latency_ms: int = 0,
                page_size: int = PAGE_SIZE, resight: bool = False) -> float:
     """Pages/s of a run of N workers over new categories, or with `resight`, of a second run over
-    the same categories: every product, seller and offer is known and refreshed, not inserted
+    the same categories: every product, seller and offer is known and seen again, not inserted
     (what daily runs over the same categories do)."""
     from collection.models import CollectionRun
     from collection.services import runs

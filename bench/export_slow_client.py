@@ -42,7 +42,7 @@ def ensure_database(env: dict) -> None:
 def fill(rows: int) -> None:
     from django.db import connection
 
-    from collection.models import Category, Product, Seller
+    from collection.models import Category, Product, ProductSeen, Seller
 
     if Product.objects.count() == rows:
         return
@@ -64,6 +64,9 @@ def fill(rows: int) -> None:
             "'bench-1', 1 + g %% 5000, %s, now() FROM generate_series(1, %s) g",
             [category.pk, rows],
         )
+        # Every product the checkpoint stores has a row here, read with each exported product.
+        cursor.execute(f"INSERT INTO {ProductSeen._meta.db_table} (product_id, last_seen_at) "  # noqa: S608
+                       f"SELECT id, now() FROM {Product._meta.db_table}")
 
 
 def download(url: str, headers: dict, rate: int) -> tuple[bytes, str, float]:

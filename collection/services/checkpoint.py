@@ -145,6 +145,9 @@ def page_sql(vendor: str) -> dict[str, str]:
     product_updates = ", ".join(f"{name} = excluded.{name}" for name in refreshed)
     distinct = "IS DISTINCT FROM" if vendor == "postgresql" else "IS NOT"
     product_changed = " OR ".join(f"{product}.{name} {distinct} excluded.{name}" for name in refreshed)
+    # The page's products' last sighting, from rows `ids` of (id): one statement a page, in id order.
+    last_seen_upsert = (f"INSERT INTO {product_seen} (product_id, last_seen_at) SELECT ids.id, {now} FROM {{ids}} "  # noqa: S608
+                        f"ORDER BY ids.id ON CONFLICT (product_id) DO UPDATE SET last_seen_at = excluded.last_seen_at")
     product_columns = ", ".join(PRODUCT_COLUMNS)
     product_values = ", ".join(f"p.{key}" for key in PRODUCT_COLUMNS.values())
     offer_columns = (f"INSERT INTO {offer} (product_id, seller_id, condition, price, currency, "  # noqa: S608
@@ -171,11 +174,8 @@ def page_sql(vendor: str) -> dict[str, str]:
             f"ON CONFLICT (platform, external_id) DO UPDATE SET {product_updates} WHERE {product_changed}"
         ),
         # After the products (same transaction): found by their unique key, in id order.
-        "products_last_seen": (
-            f"INSERT INTO {product_seen} (product_id, last_seen_at) SELECT t.id, {now} "  # noqa: S608
-            f"FROM {_ids_of(product, platform, 'products', vendor)} WHERE t.id IS NOT NULL ORDER BY t.id "
-            f"ON CONFLICT (product_id) DO UPDATE SET last_seen_at = excluded.last_seen_at"
-        ),
+        "products_last_seen": last_seen_upsert.format(
+            ids=f"(SELECT t.id FROM {_ids_of(product, platform, 'products', vendor)} WHERE t.id IS NOT NULL) AS ids"),  # noqa: S608
         # After the products and sellers (same transaction): both are found by their unique keys.
         "offers_upsert": (
             f"{offer_columns}SELECT (SELECT x.id FROM {product} x WHERE x.platform = {platform} "  # noqa: S608
@@ -204,8 +204,7 @@ def page_sql(vendor: str) -> dict[str, str]:
         # meanwhile (the upsert waited for it), which the upsert's own snapshot would not.
         looked_up = _ids_of(product, platform, "products", vendor)
         ids = f"WITH ids AS (SELECT t.id, t.e FROM {looked_up} WHERE t.id IS NOT NULL)"  # noqa: S608
-        last_seen = (f"last AS (INSERT INTO {product_seen} (product_id, last_seen_at) SELECT id, {now} FROM ids "  # noqa: S608
-                     f"ORDER BY id ON CONFLICT (product_id) DO UPDATE SET last_seen_at = excluded.last_seen_at)")
+        last_seen = f"last AS ({last_seen_upsert.format(ids='ids')})"
         seen = (f"seen AS (INSERT INTO {run_product} (run_id, product_id) SELECT {run}, id FROM ids "  # noqa: S608
                 f"ORDER BY id ON CONFLICT DO NOTHING)")
         offers_of_ids = (f"{offer_columns}SELECT ids.id, {offer_seller}, p.cd, p.p, p.c, p.f, {now}, {now}, {run} "  # noqa: S608

@@ -7,6 +7,7 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import display_for_value
 from django.contrib.admin.views.main import PAGE_VAR, ChangeList
 from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.core.exceptions import PermissionDenied
@@ -677,7 +678,12 @@ class ProductAdmin(AtScale, FromSources, DeleteNeedsAutomation, CsvExportMixin, 
     def get_readonly_fields(self, request, obj=None):
         fields = super().get_readonly_fields(request, obj)
         at = fields.index("first_seen_at") + 1
-        return [*fields[:at], "last_seen_at", *fields[at:]]  # a property: ProductSeen's, one query here
+        return [*fields[:at], "last_seen", *fields[at:]]
+
+    @admin.display(description="last seen at")
+    def last_seen(self, product):
+        """ProductSeen's (one query here), shown as the model's own dates are."""
+        return display_for_value(product.last_seen_at, self.get_empty_value_display())
 
     @admin.display(description="title")
     def short_title(self, product):

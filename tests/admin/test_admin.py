@@ -1,5 +1,6 @@
 import csv
 import io
+import re
 from decimal import Decimal
 
 import pytest
@@ -190,3 +191,13 @@ def test_a_products_offers_and_a_sellers_offers_are_one_click_away(console, djan
                                    "_selected_action": list(shop3.offers.values_list("pk", flat=True))})
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert len(rows) == 5 and {r[4] for r in rows[1:]} == {"A3SELLER"}
+
+
+def test_a_products_page_shows_its_last_sighting_as_its_other_dates(admin_client):
+    cat = make_categories(1)[0]
+    upsert_items(platform="demo", items=[demo_item("x", 0)], run_id=None, category_id=cat.pk)
+    product = Product.objects.get()
+    html = admin_client.get(reverse("admin:collection_product_change", args=[product.pk])).content.decode()
+    shown = dict(re.findall(r"<label>([^<]+):</label>\s*<div class=\"readonly\">([^<]*)</div>", html))
+    assert shown["Last seen at"] == shown["First seen at"]  # one sighting; formatted alike, not ISO
+    assert "+00:00" not in shown["Last seen at"]

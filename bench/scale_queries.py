@@ -174,22 +174,31 @@ def measure(url: str, *, compare: str | None = None, out: str | None = None, csv
 
 
 def csv_export(rows: int) -> dict:
-    """The exports' own streaming (collection.exports.csv_rows, as the API, admin and command use
-    it): rows a second, and peak memory after a quarter and after all of the rows."""
-    from collection.exports import PRODUCT_FIELDS, csv_rows
+    """The exports' own streaming (collection.exports.CsvExport, as the API, admin and command
+    use it): rows a second, and peak memory after a quarter and after all of the rows; then, for
+    comparison in the same run, the same rows through Python's csv writer (the export before
+    COPY, and what SQLite still uses)."""
+    from collection.exports import PRODUCT_FIELDS, CsvExport
     from collection.models import Product
 
     def peak_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    started, written, peaks = time.perf_counter(), 0, {}
-    for _ in csv_rows(Product.objects.filter(pk__lte=rows), PRODUCT_FIELDS):
-        written += 1
-        if written in (rows // 4, rows):
-            peaks[written] = round(peak_mb(), 1)
-    seconds = time.perf_counter() - started
-    return {"rows": written - 1, "rows_per_second": round((written - 1) / seconds),
-            "peak_mb_at_quarter": peaks.get(rows // 4), "peak_mb_at_end": round(peak_mb(), 1)}
+    def stream(copy: bool) -> tuple[CsvExport, float, int, float | None]:
+        export, size, at_quarter = CsvExport(Product.objects.filter(pk__lte=rows), PRODUCT_FIELDS, copy=copy), 0, None
+        started = time.perf_counter()
+        for text in export:
+            size += len(text)
+            if at_quarter is None and export.rows >= rows // 4:
+                at_quarter = round(peak_mb(), 1)
+        return export, time.perf_counter() - started, size, at_quarter
+
+    export, seconds, size, at_quarter = stream(copy=True)
+    figures = {"rows": export.rows, "rows_per_second": round(export.rows / seconds), "characters": size,
+               "peak_mb_at_quarter": at_quarter, "peak_mb_at_end": round(peak_mb(), 1)}
+    written, seconds, _, _ = stream(copy=False)
+    figures["python_writer_rows_per_second"] = round(written.rows / seconds)
+    return figures
 
 
 def main() -> None:

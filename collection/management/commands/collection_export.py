@@ -1,6 +1,6 @@
 from django.core.management.base import CommandError
 
-from collection.exports import OFFER_FIELDS, PRODUCT_FIELDS, SELLER_FIELDS, csv_rows
+from collection.exports import OFFER_FIELDS, PRODUCT_FIELDS, SELLER_FIELDS, CsvExport
 from collection.management.base import CollectionCommand
 from collection.models import CollectionRun, Offer, Product, Seller
 from collection.selectors import seen_in_run
@@ -29,20 +29,19 @@ class Command(CollectionCommand):
             queryset = seen_in_run(queryset, run)
         if run and not CollectionRun.objects.filter(pk=run).exists():
             raise RunNotFound(run)
-        rows = 0
         try:
             target = open(output, "w", newline="", encoding="utf-8") if output else self.stdout  # noqa: SIM115
         except OSError as error:
             raise CommandError(f"cannot write {output}: {error.strerror}", returncode=2) from None
         try:
-            for line in csv_rows(queryset, fields):
+            export = CsvExport(queryset, fields)
+            for text in export:
                 if output:
-                    target.write(line)
+                    target.write(text)
                 else:
-                    target.write(line, ending="")
-                rows += 1
+                    target.write(text, ending="")
         finally:
             if output:
                 target.close()
         if output:
-            self.stderr.write(f"{rows - 1} {what} written to {output}")
+            self.stderr.write(f"{export.rows} {what} written to {output}")

@@ -119,23 +119,38 @@ class CsvExport:
         cells = {f"export_{i}": CsvCell(expression) for i, (_, expression) in enumerate(self.columns)}
         query = self.queryset.annotate(**cells).values_list(*cells).query
         connection = connections[self.queryset.db]
-        sql, params = query.get_compiler(connection=connection).as_sql()
+        # Not elided when it can match nothing (an empty page's `pk__in=[]`, `.none()`): COPY
+        # then writes no rows, where Django would raise EmptyResultSet and run no query.
+        compiler = query.get_compiler(connection=connection, elide_empty=False)
+        sql, params = compiler.as_sql()
+        if compiler.has_extra_select:  # DISTINCT adds its ORDER BY columns, which COPY would write
+            yield from self._written()
+            return
         statement = f"COPY ({sql}) TO STDOUT (FORMAT csv)"
-        # Left early (a client gone): psycopg cancels the COPY and reads what was under way. In
-        # autocommit, as requests and commands run, that ends only the COPY's own transaction.
-        with connection.cursor() as cursor, connection.wrap_database_errors, cursor.cursor.copy(statement, params) as copy:
-            chunk = bytearray()
-            for data in copy:
-                chunk += data
-                self.rows += 1  # a row a block: libpq hands COPY's data over row by row
-                if len(chunk) >= CHUNK:
+        try:
+            with (connection.cursor() as cursor, connection.wrap_database_errors,
+                  cursor.cursor.copy(statement, params) as copy):
+                chunk = bytearray()
+                for data in copy:
+                    chunk += data
+                    self.rows += 1  # a row a block: libpq hands COPY's data over row by row
+                    if len(chunk) >= CHUNK:
+                        yield chunk.decode()
+                        chunk.clear()
+                if chunk:
                     yield chunk.decode()
-                    chunk.clear()
-            if chunk:
-                yield chunk.decode()
+        except BaseException:
+            # Left early (a client gone: GeneratorExit) or failed: psycopg cancels the COPY and
+            # reads what was under way. In autocommit, as requests and commands run, that ends
+            # the COPY's own transaction only; inside atomic() it aborted the caller's, which
+            # Django must then roll back, not commit as if nothing happened.
+            if connection.in_atomic_block:
+                connection.needs_rollback = True
+            raise
 
 
 def csv_response(queryset, fields: tuple, *, filename: str) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(CsvExport(queryset, fields), content_type="text/csv; charset=utf-8")
+    # The generator, not the export: the response closes it when the client goes, which ends the COPY.
+    response = StreamingHttpResponse(iter(CsvExport(queryset, fields)), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

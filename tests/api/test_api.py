@@ -258,6 +258,14 @@ def test_sellers_and_products_filter_paginate_by_cursor_and_stream_csv(api):
     assert rows[0][2] == "external_id" and len(rows) == Seller.objects.count() + 1
 
 
+def test_a_csv_page_of_nothing_is_its_header(api):
+    upsert_items(platform="demo", items=[demo_item("e", 0)], run_id=None, category_id=make_categories(1)[0].pk)
+    for query in ({"search": "zzzqqq"}, {"search": "zzzqqq", "page_size": 5}, {"platform": "none", "page_size": 5}):
+        response = api.get(BASE + "products/", {"format": "csv", **query})
+        body = b"".join(response.streaming_content).decode()
+        assert response.status_code == 200 and body.splitlines()[0].startswith("id,platform") and len(body.splitlines()) == 1
+
+
 def test_a_products_last_sighting_in_its_json_and_csv(api):
     cat = make_categories(1)[0]
     lamp, desk = demo_item("l", 0), demo_item("l", 1)

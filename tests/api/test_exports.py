@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
+from django.db.transaction import TransactionManagementError
 
-from collection.exports import CHUNK, OFFER_FIELDS, PRODUCT_FIELDS, SELLER_FIELDS, CsvExport
+from collection.exports import CHUNK, OFFER_FIELDS, PRODUCT_FIELDS, SELLER_FIELDS, CsvExport, csv_response
 from collection.models import Category, Offer, Product, ProductSeen, Seller
 from tests.conftest import postgres_only
 
@@ -65,20 +66,69 @@ def test_the_database_writes_the_cells_python_writes(model, fields):
     assert "2026-12-03 20:04:48+00:00" in cells and "2026-01-02 03:04:05.120000+00:00" in cells
 
 
+def many_products(count: int = 2_000) -> None:
+    Product.objects.bulk_create(Product(platform="demo", external_id=f"p{i}", title="lamp " * 60,
+                                        first_seen_at=WHEN[0]) for i in range(count))
+
+
+def copies_under_way() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%%' AND state = 'active'")
+        return cursor.fetchone()[0]
+
+
 @postgres_only
 @pytest.mark.django_db(transaction=True)  # autocommit, as requests and commands run: COPY is its own transaction
 def test_an_export_left_early_cancels_its_copy_and_frees_the_connection():
-    Product.objects.bulk_create(Product(platform="demo", external_id=f"p{i}", title="lamp " * 60,
-                                        first_seen_at=WHEN[0]) for i in range(2_000))
+    many_products()
     export = iter(CsvExport(Product.objects.all(), PRODUCT_FIELDS))
     next(export)  # the header
     first = next(export)
     assert CHUNK <= len(first.encode()) < CHUNK + 1_000 and 0 < first.count("\n") < 2_000
     export.close()  # the client went away
     assert Product.objects.count() == 2_000  # the connection answers
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%%' AND state = 'active'")
-        assert cursor.fetchone()[0] == 0
+    assert copies_under_way() == 0
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_download_left_early_ends_its_copy_when_the_response_closes():
+    many_products()
+    response = csv_response(Product.objects.all(), PRODUCT_FIELDS, filename="products.csv")
+    chunks = iter(response.streaming_content)
+    next(chunks), next(chunks)
+    response.close()  # what the WSGI server does when the client goes
+    assert list(chunks) == []  # the stream ended there, its COPY with it
+    assert copies_under_way() == 0 and Product.objects.count() == 2_000
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_an_export_left_early_inside_atomic_rolls_the_block_back():
+    """The cancelled COPY aborted the block's transaction: Django says so, never commits."""
+    many_products()
+    with transaction.atomic():
+        Product.objects.filter(external_id="p0").update(title="changed")
+        export = iter(CsvExport(Product.objects.all(), PRODUCT_FIELDS))
+        next(export), next(export)
+        export.close()
+        with pytest.raises(TransactionManagementError):
+            Product.objects.count()
+    assert Product.objects.get(external_id="p0").title.startswith("lamp")
+
+
+def test_an_export_of_nothing_is_its_header():
+    for queryset in (Product.objects.none(), Product.objects.filter(pk__in=[])):
+        export = CsvExport(queryset, PRODUCT_FIELDS)
+        assert "".join(export).splitlines() == [",".join(f if isinstance(f, str) else f[0] for f in PRODUCT_FIELDS)]
+        assert export.rows == 0
+
+
+def test_a_distinct_export_has_the_export_columns_only():
+    """DISTINCT selects its ORDER BY columns too: they are not exported."""
+    awkward_rows()
+    rows = parsed(CsvExport(Seller.objects.distinct().order_by("-first_seen_at"), SELLER_FIELDS))
+    assert {len(row) for row in rows} == {len(SELLER_FIELDS)} and len(rows) == len(TEXTS) + 1
 
 
 def test_every_row_arrives_in_chunks_of_bounded_size():

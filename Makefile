@@ -54,7 +54,7 @@ bench: install
 	$(PY) bench/engine_throughput.py
 
 bench-index-cost: install
-	$(PY) bench/engine_throughput.py --index-cost --repeat 4
+	$(PY) bench/engine_throughput.py --index-cost --repeat 6
 
 clean:
 	rm -rf $(VENV) db.sqlite3 test-db.sqlite3* staticfiles

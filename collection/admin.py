@@ -6,17 +6,20 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import display_for_value
 from django.contrib.admin.views.main import PAGE_VAR, ChangeList
 from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from django.utils.text import capfirst
 
 from collection.charts import spend_chart_svg
 from collection.exports import OFFER_FIELDS, PRODUCT_FIELDS, SELLER_FIELDS, csv_response
@@ -42,6 +45,7 @@ from collection.selectors import (
 )
 from collection.services import runs
 from collection.services.categories import category_add_by_id
+from collection.services.collected import collected_delete, deletion_counts
 from collection.services.errors import BudgetExceeded, CollectionError, InvalidInput
 from collection.services.estimate import estimate
 from collection.services.lifecycle import ACTION_DONE, ACTIONS
@@ -380,6 +384,49 @@ class DeleteNeedsAutomation:
         return super().has_delete_permission(request, obj) and request.user.has_perm("collection.automation")
 
 
+class DeletesCollected(DeleteNeedsAutomation):
+    """Sellers, products and offers are deleted by services.collected: in the order a page being
+    stored locks them (no deadlock with the workers), in short batches. The confirmation page
+    counts what goes with them instead of listing every row (a seller can have hundreds of
+    thousands of offers, which Django's own page would load and list)."""
+
+    LISTED = 20  # the selected rows named on the confirmation page; the rest are counted
+    MAX_DELETED = 5000  # Django's action loads and logs each selected row: a selection across pages is bounded
+
+    @admin.action(permissions=["delete"], description=django_delete_selected.short_description)
+    def delete_selected(self, request, queryset):
+        """Django's action (confirmation, log, message), refused for a selection too large for it."""
+        if queryset[:self.MAX_DELETED + 1].count() > self.MAX_DELETED:
+            self.message_user(request, f"More than {self.MAX_DELETED:,} {self.opts.verbose_name_plural} are selected: "
+                                       "narrow the selection (a filter or a search) and delete them in parts. "
+                                       "Nothing was deleted.", messages.ERROR)
+            return None
+        return django_delete_selected(self, request, queryset)
+
+    def delete_model(self, request, obj):
+        collected_delete(rows=self.model.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        collected_delete(rows=queryset)
+
+    def get_deleted_objects(self, objs, request):
+        rows = objs if isinstance(objs, QuerySet) else self.model.objects.filter(pk__in=[obj.pk for obj in objs])
+        counts = deletion_counts(rows)
+        registry = self.admin_site._registry
+        perms_needed = {model._meta.verbose_name for model in counts
+                        if model in registry and not registry[model].has_delete_permission(request)}
+        selected = counts.get(self.model, 0)
+        named = [format_html('{}: <a href="{}">{}</a>', capfirst(self.opts.verbose_name),
+                             reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk]), obj)
+                 for obj in rows.order_by("pk")[:self.LISTED]]
+        if selected > len(named):
+            named.append(f"… and {selected - len(named):,} more {self.opts.verbose_name_plural}")
+        named += [f"With them: {count:,} {model._meta.verbose_name_plural}" for model, count in counts.items()
+                  if model is not self.model]
+        model_count = {model._meta.verbose_name_plural: count for model, count in counts.items()}
+        return named, model_count, perms_needed, []
+
+
 class CategoryByIdForm(forms.Form):
     source = forms.ChoiceField(help_text="A source that can describe a category from its id (e.g. Keepa).")
     external_id = forms.CharField(label="Category id at the source", max_length=128,
@@ -594,14 +641,14 @@ class FeedbackScoreFilter(admin.SimpleListFilter):
 
 
 @admin.register(Seller)
-class SellerAdmin(AtScale, FromSources, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmin):
+class SellerAdmin(AtScale, FromSources, DeletesCollected, CsvExportMixin, admin.ModelAdmin):
     list_display = ("external_id", "name", "platform", "account_type", "country", "feedback_score", "feedback_percent",
                     "times_seen", "first_seen", "last_seen_at", "products_link")
     list_filter = (SeenInRunFilter, PlatformFilter, ("account_type", IndexedValuesFilter),
                    ("country", IndexedValuesFilter), FeedbackScoreFilter)
     search_fields = ("=external_id", "name_upper")
     sortable_by = ("external_id", "feedback_score", "first_seen")
-    actions = ("export_csv",)
+    actions = ("export_csv", "delete_selected")
     raw_id_fields = ("first_seen_run", "last_seen_run")
     export_fields = SELLER_FIELDS
 
@@ -634,14 +681,14 @@ class OfferInline(admin.TabularInline):
 
 
 @admin.register(Offer)
-class OfferAdmin(AtScale, FromSources, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmin):
+class OfferAdmin(AtScale, FromSources, DeletesCollected, CsvExportMixin, admin.ModelAdmin):
     list_display = ("product_link", "seller_link", "condition", "price", "currency", "fulfilled_by_platform",
                     "first_seen", "last_seen_at")
     list_filter = (ProductPlatformFilter, "fulfilled_by_platform")
     search_fields = ("=product__external_id", "=seller__external_id")
     list_select_related = ("product", "seller")
     sortable_by = ("first_seen",)
-    actions = ("export_csv",)
+    actions = ("export_csv", "delete_selected")
     raw_id_fields = ("product", "seller", "last_seen_run")
     export_fields = OFFER_FIELDS
 
@@ -660,7 +707,7 @@ class OfferAdmin(AtScale, FromSources, DeleteNeedsAutomation, CsvExportMixin, ad
 
 
 @admin.register(Product)
-class ProductAdmin(AtScale, FromSources, DeleteNeedsAutomation, CsvExportMixin, admin.ModelAdmin):
+class ProductAdmin(AtScale, FromSources, DeletesCollected, CsvExportMixin, admin.ModelAdmin):
     list_display = ("external_id", "short_title", "price", "currency", "buying_options", "condition", "location_country",
                     "seller_link", "category", "first_seen")
     # Condition and country: their choices listed through (column, id) (migration 0017), which
@@ -670,7 +717,7 @@ class ProductAdmin(AtScale, FromSources, DeleteNeedsAutomation, CsvExportMixin, 
     search_fields = ("=external_id", "title_upper")  # a seller's products: its "offers" link
     list_select_related = ("seller", "category")
     sortable_by = ("external_id", "first_seen")
-    actions = ("export_csv",)
+    actions = ("export_csv", "delete_selected")
     raw_id_fields = ("seller", "category", "first_seen_run")
     export_fields = PRODUCT_FIELDS
     inlines = (OfferInline,)

@@ -1,0 +1,66 @@
+import pytest
+from django.urls import reverse
+
+from collection.admin import DeletesCollected
+from collection.models import Offer, Product, ProductSeen, Seller
+from collection.services.checkpoint import upsert_items
+from collection.sources.demo import demo_item
+from tests.factories import make_categories, seed_offers
+
+pytestmark = pytest.mark.django_db
+
+PRODUCTS = reverse("admin:collection_product_changelist")
+
+
+def seed(n: int) -> list[int]:
+    upsert_items(platform="demo", items=[demo_item("x", i) for i in range(n)], run_id=None,
+                 category_id=make_categories(1)[0].pk)
+    return list(Product.objects.order_by("pk").values_list("pk", flat=True))
+
+
+def test_deleting_selected_products_confirms_with_counts_then_deletes_them_with_their_offers(admin_client):
+    ids = seed(30)
+    selected = {"action": "delete_selected", "_selected_action": ids[:25]}
+    page = admin_client.post(PRODUCTS, selected)
+    html = page.content.decode()
+    assert page.status_code == 200 and "Are you sure" in html
+    assert html.count("<li>Product: <a href=") == DeletesCollected.LISTED  # named up to LISTED, then counted
+    assert "… and 5 more products" in html and "With them: 25 offers" in html
+    assert dict(page.context["model_count"]) == {"products": 25, "offers": 25, "product seens": 25}
+
+    done = admin_client.post(PRODUCTS, {**selected, "post": "yes"}, follow=True)
+    assert "Successfully deleted 25 products." in done.content.decode()
+    assert list(Product.objects.values_list("pk", flat=True)) == ids[25:]
+    assert Offer.objects.count() == ProductSeen.objects.count() == 5
+
+
+def test_a_seller_is_deleted_from_its_page_with_its_offers_and_its_products_stay(admin_client):
+    seed_offers()
+    shop3 = Seller.objects.get(external_id="A3SELLER")
+    url = reverse("admin:collection_seller_delete", args=[shop3.pk])
+    html = admin_client.get(url).content.decode()
+    assert "With them: 4 offers" in html
+    admin_client.post(url, {"post": "yes"})
+    assert not Seller.objects.filter(pk=shop3.pk).exists()
+    assert not Offer.objects.filter(seller_id=shop3.pk).exists() and Product.objects.count() == 3
+
+
+def test_a_selection_larger_than_the_console_deletes_is_refused_and_nothing_goes(admin_client, monkeypatch):
+    ids = seed(4)
+    monkeypatch.setattr(DeletesCollected, "MAX_DELETED", 3)
+    across = {"action": "delete_selected", "select_across": "1", "index": "0", "_selected_action": ids[:1]}
+    done = admin_client.post(PRODUCTS, across, follow=True)
+    assert [str(m) for m in done.context["messages"]] == [
+        "More than 3 products are selected: narrow the selection (a filter or a search) and delete them in parts. "
+        "Nothing was deleted."]
+    assert Product.objects.count() == 4
+    monkeypatch.setattr(DeletesCollected, "MAX_DELETED", 4)  # as many as there are: confirmed as usual
+    assert "Are you sure" in admin_client.post(PRODUCTS, across).content.decode()
+
+
+def test_deleting_collected_data_needs_the_automation_permission(client, operator):
+    ids = seed(2)
+    client.force_login(operator)
+    page = client.post(PRODUCTS, {"action": "delete_selected", "_selected_action": ids, "post": "yes"}, follow=True)
+    assert Product.objects.count() == 2
+    assert "delete_selected" not in dict(page.context["action_form"].fields["action"].choices)

@@ -11,7 +11,8 @@ speed and memory.
 Each request goes through the whole Django stack in process (middleware, authentication, DRF,
 the admin), median of 10 after one warm-up. Targets (issue #16): every request ≤ 10× the detail
 request's median, and ≤ 2× its own time at 1,000,000 products (flat in the data size). CSV:
-≥ 50,000 rows/s with peak memory flat in the row count.
+≥ 50,000 rows/s with peak memory flat in the row count. Deletion: how long each batch of the
+console's largest deletion holds its locks (rolled back: the data stays).
 """
 
 import argparse
@@ -111,7 +112,7 @@ def cases(data: dict) -> list[tuple[str, str]]:
 
 
 def measure(url: str, *, compare: str | None = None, out: str | None = None, csv_rows: int = 300_000,
-            only: str | None = None) -> dict:
+            only: str | None = None, deletions: bool = True) -> dict:
     setup(url)
     from django.contrib.auth.models import User
     from django.test import Client
@@ -167,7 +168,9 @@ def measure(url: str, *, compare: str | None = None, out: str | None = None, csv
         print(line + flag)
     export = csv_export(csv_rows) if csv_rows else None
     print(f"\nCSV export of products: {export}")
-    report = {"products": total, "requests": results, "csv": export}
+    deleted = deletion() if deletions else None
+    print(f"Deleting from the console (a batch a transaction): {deleted}")
+    report = {"products": total, "requests": results, "csv": export, "deletion": deleted}
     if out:
         Path(out).write_text(json.dumps(report, indent=1))
     return report
@@ -201,6 +204,34 @@ def csv_export(rows: int) -> dict:
     return figures
 
 
+def deletion(products: int = 5000, sellers: int = 1000) -> dict:
+    """The console's largest deletion (services.collected, as the admin calls it): `products`
+    products and `sellers` sellers spread over the tables, a batch at a time, timed per batch
+    (what a batch holds its locks for). Inside one transaction rolled back at the end: the
+    database stays as generated (each batch a savepoint instead of a commit)."""
+    from django.db import transaction
+
+    from collection.models import Product, Seller
+    from collection.services.collected import BATCH, SELLER_BATCH, products_delete, sellers_delete
+
+    def batches(model, count: int, batch: int, delete) -> dict:
+        last = model.objects.order_by("-pk").values_list("pk", flat=True).first()
+        ids = list(range(last // count, last + 1, last // count))[:count]
+        times = []
+        for at in range(0, len(ids), batch):
+            started = time.perf_counter()
+            delete(model.objects.filter(pk__in=ids[at:at + batch]))
+            times.append((time.perf_counter() - started) * 1000)
+        return {"rows": len(ids), "batches": len(times), "batch_ms_median": round(statistics.median(times), 1),
+                "batch_ms_max": round(max(times), 1)}
+
+    with transaction.atomic():
+        figures = {"products": batches(Product, products, BATCH, lambda rows: products_delete(products=rows)),
+                   "sellers": batches(Seller, sellers, SELLER_BATCH, lambda rows: sellers_delete(sellers=rows))}
+        transaction.set_rollback(True)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default="postgres://root@127.0.0.1:5432/collection_scale_1m")
@@ -208,8 +239,10 @@ def main() -> None:
     parser.add_argument("--compare", help="figures of a smaller database (--json of an earlier run)")
     parser.add_argument("--csv-rows", type=int, default=300_000, help="0: no export")
     parser.add_argument("--only", help="the requests whose label holds this text (and the baselines)")
+    parser.add_argument("--no-deletion", action="store_true", help="skip timing the console's largest deletion")
     args = parser.parse_args()
-    measure(args.database_url, compare=args.compare, out=args.json, csv_rows=args.csv_rows, only=args.only)
+    measure(args.database_url, compare=args.compare, out=args.json, csv_rows=args.csv_rows, only=args.only,
+            deletions=not args.no_deletion)
 
 
 if __name__ == "__main__":

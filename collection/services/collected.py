@@ -9,7 +9,7 @@ PostgreSQL aborts one of them, and when that is the page, its fetch (already pai
 retried and paid again. So a deletion here first locks what it will touch in the checkpoint's
 order: a page already holding a row finishes first, and a later page waits for the deletion.
 
-Deleted in batches of BATCH rows, each its own transaction, so that deleting many rows never
+Deleted in batches of BATCH rows (SELLER_BATCH sellers), each its own transaction, so that deleting many rows never
 holds their locks, and the workers waiting on them, for long. A deletion stopped half way leaves
 whole batches deleted; running it again deletes the rest.
 """
@@ -17,11 +17,12 @@ whole batches deleted; running it again deletes the rest.
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
 from collection.models import Offer, Product, ProductSeen, Seller
 
 BATCH = 500
+SELLER_BATCH = 100  # deleting a seller also rewrites its products (their seller cleared): a few each
 
 
 def products_delete(*, products: QuerySet[Product], batch: int = BATCH) -> int:
@@ -34,7 +35,7 @@ def products_delete(*, products: QuerySet[Product], batch: int = BATCH) -> int:
     return deleted
 
 
-def sellers_delete(*, sellers: QuerySet[Seller], batch: int = BATCH) -> int:
+def sellers_delete(*, sellers: QuerySet[Seller], batch: int = SELLER_BATCH) -> int:
     """Delete these sellers with their offers; their products stay, without a seller. Returns
     how many sellers went."""
     deleted = 0
@@ -43,9 +44,11 @@ def sellers_delete(*, sellers: QuerySet[Seller], batch: int = BATCH) -> int:
             locked = list(Seller.objects.filter(pk__in=ids).order_by("pk").select_for_update()
                           .values_list("pk", flat=True))
             # Then every product the deletion writes: those it clears the seller of, and those
-            # whose offers it deletes (an Amazon product's offers are other sellers' too).
-            _lock_products(Product.objects.filter(
-                Q(seller_id__in=locked) | Q(pk__in=Offer.objects.filter(seller_id__in=locked).values("product_id"))))
+            # whose offers it deletes (an Amazon product's offers are other sellers' too). Two
+            # index lookups: one query with OR on a subquery reads every product.
+            products = set(Product.objects.filter(seller_id__in=locked).values_list("pk", flat=True))
+            products |= set(Offer.objects.filter(seller_id__in=locked).values_list("product_id", flat=True))
+            _lock_products(Product.objects.filter(pk__in=products))
             deleted += _deleted(Seller.objects.filter(pk__in=locked), Seller)
     return deleted
 
@@ -65,7 +68,7 @@ def collected_delete(*, rows: QuerySet, batch: int = BATCH) -> int:
     if rows.model is Product:
         return products_delete(products=rows, batch=batch)
     if rows.model is Seller:
-        return sellers_delete(sellers=rows, batch=batch)
+        return sellers_delete(sellers=rows, batch=min(batch, SELLER_BATCH))
     if rows.model is Offer:
         return offers_delete(offers=rows, batch=batch)
     raise TypeError(f"collected_delete: not collected data: {rows.model.__name__}")

@@ -32,7 +32,10 @@ migrations made them, also after an interrupted run (the next run restores them)
     .venv/bin/python bench/engine_throughput.py --index-cost rare-values --repeat 4   # 0017
 
 The same for the price indexes, or for the (condition, id) and (location_country, id) ones,
-every other index present in both variants.
+every other index present in both variants. With --floor, the floor's writes instead of the
+engine (what the indexes cost the database's share of a page alone), e.g.
+
+    .venv/bin/python bench/engine_throughput.py --index-cost trigram --floor --repeat 4
 Uses BENCH_DATABASE_URL (default postgres://root@127.0.0.1:5432/collection_bench), created if missing.
 """
 
@@ -279,6 +282,9 @@ ENGINE_SCENARIOS = {
         8, categories=8, pages_each=LATENCY_PAGES, concurrency=8, latency_ms=50, page_size=size)
        for size in (100, 20)},
 }
+# The same writes without the engine (see floor_worker): what the indexes cost the database's
+# share of a page alone (--index-cost … --floor).
+FLOOR_SCENARIOS = {f"floor-{n}": lambda pages, n=n: run_floor(n, pages) for n in (1, 2)}
 INDEX_COST_BOUND = -0.10  # with the indexes at most 10 % slower than without
 def set_trigram_indexes(present: bool) -> None:
     """0020's trigram indexes alone (the copies and the covering key stay): what they cost of search's share."""
@@ -314,7 +320,8 @@ def index_cost(args) -> int:
     pair's two runs are a minute apart, so what the shared machine does over the hour (its
     speed has halved for an hour) cancels out, where the best or the median of each variant
     over all rounds compares runs far apart (both are printed too)."""
-    scenarios = {name: scenario for name, scenario in ENGINE_SCENARIOS.items()
+    measured = FLOOR_SCENARIOS if args.floor else ENGINE_SCENARIOS
+    scenarios = {name: scenario for name, scenario in measured.items()
                  if (name.startswith("latency") or not args.latency_only) and args.only in name}
     runs: dict[str, dict[str, list[float]]] = {"without": {}, "with": {}}
     toggle = INDEX_SETS[args.index_cost]
@@ -360,6 +367,8 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--latency-only", action="store_true", help="only the 50 ms latency scenarios")
     parser.add_argument("--only", default="", help="with --index-cost: only the scenarios whose name holds this")
+    parser.add_argument("--floor", action="store_true",
+                        help="with --index-cost: the floor's writes (raw psycopg) instead of the engine")
     parser.add_argument("--repeat", type=int, default=2, help="runs per scenario; the best counts (default 2)")
     parser.add_argument("--index-cost", nargs="?", const="search", choices=sorted(INDEX_SETS),
                         help="the engine scenarios with and without these indexes (default: search), alternating")

@@ -36,6 +36,9 @@ every other index present in both variants. With --floor, the floor's writes ins
 engine (what the indexes cost the database's share of a page alone), e.g.
 
     .venv/bin/python bench/engine_throughput.py --index-cost trigram --floor --repeat 4
+
+`--index-cost full-text` measures an index the schema does not have, for comparison: a
+full-text (words) GIN on the titles and names, added to what the migrations made.
 Uses BENCH_DATABASE_URL (default postgres://root@127.0.0.1:5432/collection_bench), created if missing.
 """
 
@@ -304,10 +307,27 @@ def set_covering_key(present: bool) -> None:
         (covered.cover_search if present else covered.uncover_search)(None, editor)
 
 
+FULL_TEXT = {"collection_product": ("bench_product_title_words", "title"),
+             "collection_seller": ("bench_seller_name_words", "name")}
+
+
+def set_full_text_indexes(present: bool) -> None:
+    """Not part of the schema: a full-text (words) GIN index on the titles and names, beside
+    what the migrations made, to compare its cost with the trigram indexes' (`trigram`)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for table, (name, column) in FULL_TEXT.items():
+            cursor.execute(f"DROP INDEX IF EXISTS {name}")
+            if present:
+                cursor.execute(f"CREATE INDEX {name} ON {table} USING gin (to_tsvector('simple', {column}))")
+
+
 INDEX_SETS = {  # what --index-cost drops and builds again: the search indexes unless told otherwise
     "search": set_search_indexes,  # 0019-0021: upper-case copies, their trigram GIN, the covering key
     "trigram": set_trigram_indexes,  # 0020 alone
     "covering-key": set_covering_key,  # 0021 alone
+    "full-text": set_full_text_indexes,  # for comparison only: absent as migrated
     "price": set_model_indexes("product_price_id_idx", "offer_price_id_idx"),  # 0016, with the id since 0018
     "rare-values": set_model_indexes("product_condition_idx", "product_country_idx", "offer_condition_idx"),  # 0017
 }
@@ -336,7 +356,7 @@ def index_cost(args) -> int:
                     print(f"round {round_ + 1}, {variant:>7} the {args.index_cost} indexes, {name:>24}: "
                           f"{runs[variant][name][-1]:8.1f} pages/s", file=sys.stderr)
     finally:
-        toggle(True)
+        toggle(args.index_cost != "full-text")
     paired = {name: statistics.median(w / wo for w, wo in zip(runs["with"][name], runs["without"][name], strict=True)) - 1
               for name in scenarios}
     report = {
@@ -378,8 +398,8 @@ def main() -> int:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    for toggle in INDEX_SETS.values():  # as migrated, also after an interrupted --index-cost run
-        toggle(True)
+    for name, toggle in INDEX_SETS.items():  # as migrated, also after an interrupted --index-cost run
+        toggle(name != "full-text")
     if args.index_cost:
         return index_cost(args)
     results: dict[str, float] = {}

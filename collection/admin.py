@@ -391,7 +391,9 @@ class DeletesCollected(DeleteNeedsAutomation):
     thousands of offers, which Django's own page would load and list)."""
 
     LISTED = 20  # the selected rows named on the confirmation page; the rest are counted
-    MAX_DELETED = 5000  # Django's action loads and logs each selected row: a selection across pages is bounded
+    # Django's action loads and logs each selected row, and its confirmation posts one field a
+    # row (DATA_UPLOAD_MAX_NUMBER_FIELDS: 1,000): a selection across pages is bounded.
+    MAX_DELETED = 500
 
     @admin.action(permissions=["delete"], description=django_delete_selected.short_description)
     def delete_selected(self, request, queryset):

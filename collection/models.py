@@ -493,6 +493,9 @@ class ProductSeen(models.Model):
                                    db_constraint=False)
     last_seen_at = models.DateTimeField()
 
+    class Meta:
+        verbose_name = "last sighting"
+
     def __str__(self):
         return f"product {self.product_id}, last seen {self.last_seen_at:%Y-%m-%d %H:%M}"
 
@@ -549,7 +552,8 @@ class RunProduct(models.Model):
     pk = models.CompositePrimaryKey("run", "product")
     run = models.ForeignKey(CollectionRun, on_delete=models.CASCADE, related_name="+", db_constraint=False,
                             db_index=False)  # the key leads with it
-    # Products are never deleted (nothing offers it); a row left by one would match nothing.
+    # A product deleted from the console leaves its rows here (finding them by product would
+    # need an index every page writes): they match nothing, and the run's count still has them.
     product = models.ForeignKey(Product, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False,
                                 db_index=False)
 

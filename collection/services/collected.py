@@ -22,7 +22,7 @@ from django.db.models import QuerySet
 from collection.models import Offer, Product, ProductSeen, Seller
 
 BATCH = 500
-SELLER_BATCH = 100  # deleting a seller also rewrites its products (their seller cleared): a few each
+SELLER_BATCH = 100
 
 
 def products_delete(*, products: QuerySet[Product], batch: int = BATCH) -> int:
@@ -37,28 +37,27 @@ def products_delete(*, products: QuerySet[Product], batch: int = BATCH) -> int:
 
 def sellers_delete(*, sellers: QuerySet[Seller], batch: int = SELLER_BATCH) -> int:
     """Delete these sellers with their offers; their products stay, without a seller. Returns
-    how many sellers went."""
+    how many sellers went. A seller's products are let go of first, BATCH at a time (a big
+    seller has hundreds of thousands), then the sellers go with what pages gave them meanwhile."""
     deleted = 0
     for ids in _batches(sellers, batch):
+        while _release_products(ids) == BATCH:
+            pass
         with transaction.atomic():
             locked = list(Seller.objects.filter(pk__in=ids).order_by("pk").select_for_update()
                           .values_list("pk", flat=True))
-            # Then every product the deletion writes: those it clears the seller of, and those
-            # whose offers it deletes (an Amazon product's offers are other sellers' too). Two
-            # index lookups: one query with OR on a subquery reads every product.
-            products = set(Product.objects.filter(seller_id__in=locked).values_list("pk", flat=True))
-            products |= set(Offer.objects.filter(seller_id__in=locked).values_list("product_id", flat=True))
-            _lock_products(Product.objects.filter(pk__in=products))
+            _lock_products(_products_of(locked))
             deleted += _deleted(Seller.objects.filter(pk__in=locked), Seller)
     return deleted
 
 
 def offers_delete(*, offers: QuerySet[Offer], batch: int = BATCH) -> int:
-    """Delete these offers (their products and sellers stay); returns how many went. An offer's
-    row is the last one a page locks, so its deletion needs no other lock first."""
+    """Delete these offers (their products and sellers stay); returns how many went. A page
+    locks an offer after its product, so the products are locked first here too."""
     deleted = 0
     for ids in _batches(offers, batch):
         with transaction.atomic():
+            _lock_products(Product.objects.filter(pk__in=Offer.objects.filter(pk__in=ids).values("product_id")))
             deleted += _deleted(Offer.objects.filter(pk__in=ids), Offer)
     return deleted
 
@@ -106,10 +105,29 @@ def _batches(queryset: QuerySet, batch: int):
         after = ids[-1]
 
 
-def _lock_products(products: QuerySet[Product]) -> list[int]:
-    """Lock these products in the checkpoint's order (a page's products share a platform and
-    are upserted by external id); returns their ids."""
-    return list(products.order_by("platform", "external_id").select_for_update().values_list("pk", flat=True))
+def _products_of(sellers: list[int]) -> QuerySet[Product]:
+    """The products a seller's deletion writes: those it is the seller of, and those it has an
+    offer on (an Amazon product's offers are other sellers' too). A union of two index lookups:
+    one query with OR on a subquery reads every product."""
+    return Product.objects.filter(pk__in=Product.objects.filter(seller_id__in=sellers).values("pk").union(
+        Offer.objects.filter(seller_id__in=sellers).values("product_id")))
+
+
+def _release_products(sellers: list[int]) -> int:
+    """One transaction: up to BATCH of these sellers' products, locked in the checkpoint's
+    order, lose the seller and its offers. Returns how many products."""
+    with transaction.atomic():
+        products = _lock_products(_products_of(sellers), limit=BATCH)
+        Product.objects.filter(pk__in=products, seller_id__in=sellers).update(seller=None)
+        Offer.objects.filter(product_id__in=products, seller_id__in=sellers).delete()
+    return len(products)
+
+
+def _lock_products(products: QuerySet[Product], limit: int | None = None) -> list[int]:
+    """Lock these products (the first `limit` of them) in the checkpoint's order: a page's
+    products share a platform and are upserted by external id. Returns their ids."""
+    locked = products.order_by("platform", "external_id").select_for_update().values_list("pk", flat=True)
+    return list(locked[:limit] if limit else locked)
 
 
 def _deleted(queryset: QuerySet, model) -> int:

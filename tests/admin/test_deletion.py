@@ -1,4 +1,5 @@
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
 from collection.admin import DeletesCollected
@@ -26,7 +27,7 @@ def test_deleting_selected_products_confirms_with_counts_then_deletes_them_with_
     assert page.status_code == 200 and "Are you sure" in html
     assert html.count("<li>Product: <a href=") == DeletesCollected.LISTED  # named up to LISTED, then counted
     assert "… and 5 more products" in html and "With them: 25 offers" in html
-    assert dict(page.context["model_count"]) == {"products": 25, "offers": 25, "product seens": 25}
+    assert dict(page.context["model_count"]) == {"products": 25, "offers": 25, "last sightings": 25}
 
     done = admin_client.post(PRODUCTS, {**selected, "post": "yes"}, follow=True)
     assert "Successfully deleted 25 products." in done.content.decode()
@@ -58,9 +59,22 @@ def test_a_selection_larger_than_the_console_deletes_is_refused_and_nothing_goes
     assert "Are you sure" in admin_client.post(PRODUCTS, across).content.decode()
 
 
-def test_deleting_collected_data_needs_the_automation_permission(client, operator):
+def test_the_largest_selection_the_console_deletes_is_confirmed_within_djangos_field_limit(admin_client):
+    ids = seed(DeletesCollected.MAX_DELETED)
+    confirmed = {"action": "delete_selected", "_selected_action": ids, "post": "yes"}  # one field a row
+    done = admin_client.post(PRODUCTS, confirmed, follow=True)
+    assert f"Successfully deleted {len(ids)} products." in done.content.decode()
+    assert not Product.objects.exists()
+
+
+@pytest.mark.parametrize("automation", [False, True])
+def test_deleting_collected_data_needs_the_delete_permission_and_automation(client, automation):
     ids = seed(2)
-    client.force_login(operator)
+    user = User.objects.create_user("deleter", password="deleter-password-123", is_staff=True)
+    codenames = ["view_product", "delete_product", "delete_offer", *(["automation"] if automation else [])]
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="collection",
+                                                         codename__in=codenames))
+    client.force_login(user)
     page = client.post(PRODUCTS, {"action": "delete_selected", "_selected_action": ids, "post": "yes"}, follow=True)
-    assert Product.objects.count() == 2
-    assert "delete_selected" not in dict(page.context["action_form"].fields["action"].choices)
+    assert ("delete_selected" in dict(page.context["action_form"].fields["action"].choices)) is automation
+    assert Product.objects.count() == (0 if automation else 2)

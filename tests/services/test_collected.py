@@ -11,7 +11,7 @@ from collection.services.checkpoint import page_params, page_sql, upsert_items
 from collection.sources.demo import demo_item
 from tests.conftest import make_categories, postgres_only
 from tests.factories import seed_offers
-from tests.services.test_checkpoint import waiting_on_a_lock
+from tests.services.test_checkpoint import items, waiting_on_a_lock
 
 pytestmark = pytest.mark.django_db
 
@@ -52,6 +52,21 @@ def test_an_ebay_sellers_products_lose_their_seller_not_their_rows():
     assert Product.objects.count() == 3 and Offer.objects.count() == 2
 
 
+def test_a_big_sellers_products_are_let_go_of_a_batch_at_a_time(monkeypatch):
+    cat = make_categories(1)[0]
+    upsert_items(platform="demo", items=items(*((f"p{i}", "big") for i in range(5)), ("other", "small")), run_id=None,
+                 category_id=cat.pk)
+    monkeypatch.setattr(collected, "BATCH", 2)
+    released = []
+    release = collected._release_products
+    monkeypatch.setattr(collected, "_release_products", lambda sellers: released.append(release(sellers)) or released[-1])
+
+    assert collected.sellers_delete(sellers=Seller.objects.filter(external_id="big")) == 1
+    assert released == [2, 2, 1]  # each its own transaction; the last one short
+    assert not Product.objects.filter(external_id__startswith="p", seller__isnull=False).exists()
+    assert list(Offer.objects.values_list("product__external_id", flat=True)) == ["other"]
+
+
 def test_offers_go_alone_and_other_rows_refuse():
     asins = seed_offers()
     used = Offer.objects.filter(condition="USED_GOOD")
@@ -81,14 +96,14 @@ def _delete_while_a_page_stores(deletion) -> list:
 
     def delete():
         try:
-            started.wait()
-            deletion()
+            if started.wait(timeout=30):
+                deletion()
         except Exception as error:  # noqa: BLE001 - reported to the test
             raised.append(error)
         finally:
             connection.close()
 
-    other = threading.Thread(target=delete)
+    other = threading.Thread(target=delete, daemon=True)
     other.start()
     sql = page_sql(connection.vendor)
     sellers, products, offers = page_params(platform="demo", items=items, run_id=run_id, category_id=category_id,
@@ -129,3 +144,14 @@ def test_deleting_a_seller_while_a_page_stores_its_product_waits_for_the_page_in
     product = Product.objects.get(external_id="demo-x-1")
     assert product.seller_id is None and not Offer.objects.filter(product=product).exists()
     assert Seller.objects.count() == 2 and Offer.objects.count() == 2
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_deleting_offers_while_a_page_stores_their_product_waits_for_the_page():
+    """A page locks an offer after its product, in its own order; the deletion locks the product
+    first (without, it deleted the offers at once, in the table's order)."""
+    doomed = Offer.objects.filter(product__external_id="demo-x-1")
+    raised = _delete_while_a_page_stores(lambda: collected.offers_delete(offers=doomed))
+    assert raised == []
+    assert Product.objects.count() == 3 and Offer.objects.count() == 2 and not doomed.exists()

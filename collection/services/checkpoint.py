@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,6 +32,8 @@ from collection.sources import Page, ProductItem, SellerItem
 
 from .budget import budget_capture_and_reserve
 from .lifecycle import event_write
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -338,12 +341,34 @@ def _unit_sql() -> str:
     )
 
 
+# What PostgreSQL aborts a page's transaction for when another transaction got in its way: a
+# deadlock, a serialization failure, or an offer without a seller, when a seller the page found
+# at its start was deleted (services/collected.py) while the page waited for its row. The page
+# is fetched and paid for: its transaction runs again, and finds the world as it now is.
+RETRIED_SQLSTATES = frozenset({"40P01", "40001", "23502"})
+CHECKPOINT_TRIES = 3
+
+
 def unit_checkpoint(record: PageCheckpoint) -> CheckpointResult | None:
     """Record the page in one transaction: upsert its items, advance the cursor and counters,
-    capture its cost, extend the lease — and reserve the next page when asked.
+    capture its cost, extend the lease — and reserve the next page when asked. A transaction
+    another one got in the way of (RETRIED_SQLSTATES) runs again, CHECKPOINT_TRIES times in all.
 
     Returns None and changes nothing when the unit's cursor has already passed this page or
     the caller no longer holds the lease (recovery took the unit over)."""
+    for attempt in range(1, CHECKPOINT_TRIES):
+        try:
+            return _checkpoint(record)
+        except Exception as error:  # psycopg's own, from the pipeline, or Django's wrapping it
+            sqlstate = getattr(error, "sqlstate", None) or getattr(error.__cause__, "sqlstate", None)
+            if sqlstate not in RETRIED_SQLSTATES:
+                raise
+            logger.warning("unit %s, page %s: checkpoint aborted by another transaction (%s), attempt %s of %s",
+                           record.unit_id, record.page_index + 1, sqlstate, attempt, CHECKPOINT_TRIES)
+    return _checkpoint(record)  # the last try: what it raises is the caller's
+
+
+def _checkpoint(record: PageCheckpoint) -> CheckpointResult | None:
     page, page_index, unit_id, run_id = record.page, record.page_index, record.unit_id, record.run_id
     now = timezone.now()
     done = page.next_cursor is None

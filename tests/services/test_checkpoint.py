@@ -3,6 +3,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection, transaction
@@ -272,3 +273,72 @@ def test_a_product_another_page_inserts_meanwhile_is_recorded_as_seen_by_both():
         (first.pk, "shared"), (second.pk, "shared"), (second.pk, "own")}
     assert Offer.objects.get(product_id=shared_id).last_seen_run_id == second.pk
     assert ProductSeen.objects.filter(product_id=shared_id).exists() and Product.objects.count() == 2
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_page_whose_seller_is_deleted_while_it_waits_is_written_again_not_fetched_again():
+    """The page finds its seller at its start (inserting it does nothing), then waits for the
+    seller's row, which a deletion holds; the deletion commits, and the page's offer finds no
+    seller (NOT NULL). The page's transaction runs again, storing the seller anew, instead of
+    failing the page, which the worker would fetch and pay for again."""
+    cat = make_categories(1, items=4)[0]
+    first, second = (runs.run_create(source="demo", category_ids=[cat.pk]) for _ in range(2))
+    upsert_items(platform="demo", items=items(("a", "s1")), run_id=first.pk, category_id=cat.pk)
+    CollectionRun.objects.filter(pk=second.pk).update(status=RunStatus.RUNNING)
+    unit = second.units.get()
+    RunUnit.objects.filter(pk=unit.pk).update(status=UnitStatus.RUNNING, lease_owner="me")
+    period = budget_reserve(unit_id=unit.pk, run_id=second.pk, amount=Decimal("0.01"))
+    page = Page(items=items(("a", "s1"), ("b", "s1")), next_cursor={"offset": 2}, cost=Decimal("0.01"))
+    results, started = [], threading.Event()
+
+    def store():
+        try:
+            if started.wait(timeout=30):
+                results.append(checkpoint(unit_id=unit.pk, lease_owner="me", page_index=0, page=page,
+                                          reserved=Decimal("0.01"), period_id=period, lease_seconds=60,
+                                          platform="demo", run_id=second.pk, category_id=cat.pk))
+        except Exception as error:  # noqa: BLE001 - reported to the test
+            results.append(error)
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=store, daemon=True)
+    other.start()
+    with transaction.atomic(), connection.cursor() as cursor:
+        seller = Seller.objects.select_for_update().get(external_id="s1")  # as services.collected does
+        started.set()
+        deadline = time.monotonic() + 20
+        while not waiting_on_a_lock(cursor) and time.monotonic() < deadline:  # the page's refresh, on s1
+            time.sleep(0.05)
+        assert waiting_on_a_lock(cursor)
+        Seller.objects.filter(pk=seller.pk).delete()
+    other.join(timeout=30)
+    assert len(results) == 1 and not isinstance(results[0], Exception), results
+    assert results[0].items == 2
+    again = Seller.objects.get(external_id="s1")
+    assert again.pk != seller.pk
+    assert set(Product.objects.values_list("external_id", "seller_id")) == {("a", again.pk), ("b", again.pk)}
+    assert set(Offer.objects.values_list("product__external_id", "seller_id")) == {("a", again.pk), ("b", again.pk)}
+
+
+@pytest.mark.parametrize(("sqlstate", "calls"), [("40P01", 3), ("23505", 1)])
+def test_a_checkpoint_runs_again_only_for_what_another_transaction_caused_and_only_so_often(
+        monkeypatch, sqlstate, calls):
+    from collection.services import checkpoint as module
+
+    class Aborted(Exception):
+        pass
+
+    tried = []
+
+    def aborted(record):
+        tried.append(record)
+        error = Aborted("aborted")
+        error.sqlstate = sqlstate
+        raise error
+
+    monkeypatch.setattr(module, "_checkpoint", aborted)
+    with pytest.raises(Aborted):
+        module.unit_checkpoint(SimpleNamespace(unit_id=1, page_index=0))
+    assert len(tried) == calls == (module.CHECKPOINT_TRIES if sqlstate in module.RETRIED_SQLSTATES else 1)

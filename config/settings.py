@@ -133,7 +133,7 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # Tests start real worker processes, so the test database must be a file they can open.
     _db["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME", default=str(BASE_DIR / "test-db.sqlite3"))}
 elif _db["ENGINE"] == "django.db.backends.postgresql":
-    from psycopg_pool import ConnectionPool
+    from config.pool import check_connection
 
     _db["ENGINE"] = "django.db.backends.postgresql"
     _db.setdefault("OPTIONS", {})["pool"] = {
@@ -141,8 +141,9 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
         "max_size": env.int("DATABASE_POOL_MAX", default=10),
         "timeout": env.int("DATABASE_POOL_TIMEOUT", default=30),
         # A connection the server dropped (restart, failover, idle reaper) is found and replaced
-        # when it is checked out, instead of failing the request that gets it.
-        "check": ConnectionPool.check_connection,
+        # when it is checked out, instead of failing the request that gets it; and then the
+        # pool's other idle ones at once (config/pool.py).
+        "check": check_connection,
     }
     # Bind parameters on the server: the engine's per-page upserts carry ~1,000 parameters,
     # which client-side binding would quote in Python on every page (see bench/).

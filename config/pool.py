@@ -1,6 +1,10 @@
 """The check the PostgreSQL connection pool runs on a connection before handing it out."""
 
+import threading
+
 from psycopg_pool import ConnectionPool
+
+_checking_pool = threading.local()  # pool.check() checks with its own static check today; never recurse
 
 
 def check_connection(conn) -> None:
@@ -14,9 +18,15 @@ def check_connection(conn) -> None:
     try:
         ConnectionPool.check_connection(conn)
     except Exception:
+        if getattr(_checking_pool, "active", False):
+            raise
         from django.db import connections
 
-        for alias in connections:
-            if "pool" in connections.settings[alias].get("OPTIONS", {}):
-                connections[alias].pool.check()
+        _checking_pool.active = True
+        try:
+            for alias in connections:
+                if "pool" in connections.settings[alias].get("OPTIONS", {}):
+                    connections[alias].pool.check()
+        finally:
+            _checking_pool.active = False
         raise

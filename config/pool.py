@@ -4,29 +4,43 @@ import threading
 
 from psycopg_pool import ConnectionPool
 
-_checking_pool = threading.local()  # pool.check() checks with its own static check today; never recurse
+_checking: set[int] = set()  # the pools a whole-pool check is running for (by id)
+_checking_lock = threading.Lock()
 
 
 def check_connection(conn) -> None:
     """psycopg_pool's own check; and when a connection fails it (the server restarted, failed
     over or cut its connections), every other idle connection of the pool is checked at once
     and the broken ones replaced, as psycopg's maintainer advises (psycopg/psycopg#701:
-    `ConnectionPool.check()`). Otherwise the pool finds them one at a time, waiting about 1, 2,
+    `ConnectionPool.check()`). Otherwise the pool finds them one at a time, waiting 0, 1, 2,
     4, 8… s between (the backoff it applies to repeated failed checks, psycopg/psycopg#711): a
     process holding nine idle connections got none for 30 s, the pool's timeout (PoolTimeout).
-    The request that found the first broken one waits about a second, then gets a new one."""
+
+    The whole-pool check runs in a thread of its own, one at a time per pool: it takes the idle
+    connections out of the pool at once, and checking each one on a host that vanished (no
+    reset, a TCP timeout each) must not hold up the request that found the first."""
     try:
         ConnectionPool.check_connection(conn)
     except Exception:
-        if getattr(_checking_pool, "active", False):
-            raise
         from django.db import connections
 
-        _checking_pool.active = True
-        try:
-            for alias in connections:
-                if "pool" in connections.settings[alias].get("OPTIONS", {}):
-                    connections[alias].pool.check()
-        finally:
-            _checking_pool.active = False
+        for alias in connections:
+            if "pool" in connections.settings[alias].get("OPTIONS", {}):
+                _check_in_background(connections[alias].pool)
         raise
+
+
+def _check_in_background(pool: ConnectionPool) -> None:
+    with _checking_lock:
+        if id(pool) in _checking:
+            return
+        _checking.add(id(pool))
+
+    def check() -> None:
+        try:
+            pool.check()
+        finally:
+            with _checking_lock:
+                _checking.discard(id(pool))
+
+    threading.Thread(target=check, name="pool-check", daemon=True).start()

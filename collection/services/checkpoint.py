@@ -345,27 +345,39 @@ def _unit_sql() -> str:
 # deadlock, a serialization failure, or an offer without a seller, when a seller the page found
 # at its start was deleted (services/collected.py) while the page waited for its row. The page
 # is fetched and paid for: its transaction runs again, and finds the world as it now is.
-RETRIED_SQLSTATES = frozenset({"40P01", "40001", "23502"})
+RETRIED_SQLSTATES = frozenset({"40P01", "40001"})
 CHECKPOINT_TRIES = 3
 
 
 def unit_checkpoint(record: PageCheckpoint) -> CheckpointResult | None:
     """Record the page in one transaction: upsert its items, advance the cursor and counters,
     capture its cost, extend the lease — and reserve the next page when asked. A transaction
-    another one got in the way of (RETRIED_SQLSTATES) runs again, CHECKPOINT_TRIES times in all.
+    another one got in the way of (`_in_the_way`) runs again, CHECKPOINT_TRIES times in all,
+    unless it is part of a caller's transaction, which is then the caller's to retry.
 
     Returns None and changes nothing when the unit's cursor has already passed this page or
     the caller no longer holds the lease (recovery took the unit over)."""
-    for attempt in range(1, CHECKPOINT_TRIES):
+    for attempt in range(1, 1 if connection.in_atomic_block else CHECKPOINT_TRIES):
         try:
             return _checkpoint(record)
         except Exception as error:  # psycopg's own, from the pipeline, or Django's wrapping it
-            sqlstate = getattr(error, "sqlstate", None) or getattr(error.__cause__, "sqlstate", None)
-            if sqlstate not in RETRIED_SQLSTATES:
+            if not (cause := _in_the_way(error)):
                 raise
             logger.warning("unit %s, page %s: checkpoint aborted by another transaction (%s), attempt %s of %s",
-                           record.unit_id, record.page_index + 1, sqlstate, attempt, CHECKPOINT_TRIES)
+                           record.unit_id, record.page_index + 1, cause, attempt, CHECKPOINT_TRIES)
     return _checkpoint(record)  # the last try: what it raises is the caller's
+
+
+def _in_the_way(error: BaseException) -> str | None:
+    """The SQLSTATE of an error another transaction caused, else None."""
+    for raised in (error, error.__cause__):
+        sqlstate = getattr(raised, "sqlstate", None)
+        if sqlstate in RETRIED_SQLSTATES:
+            return sqlstate
+        diag = getattr(raised, "diag", None)
+        if sqlstate == "23502" and diag and (diag.table_name, diag.column_name) == (Offer._meta.db_table, "seller_id"):
+            return sqlstate  # the offer's seller, deleted meanwhile: nothing else leaves it NULL
+    return None
 
 
 def _checkpoint(record: PageCheckpoint) -> CheckpointResult | None:

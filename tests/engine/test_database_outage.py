@@ -115,6 +115,9 @@ def test_a_process_whose_idle_connections_are_all_cut_gets_a_new_one_at_once():
         finally:
             connection.close()
 
+    connection.close()
+    connection.close_pool()  # a new pool, all ten connections free (earlier tests' threads may hold some)
+    connection.ensure_connection()  # this thread's own, apart from the nine
     threads = [threading.Thread(target=use_one, daemon=True) for _ in range(idle)]
     for thread in threads:
         thread.start()

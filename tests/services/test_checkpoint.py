@@ -322,9 +322,11 @@ def test_a_page_whose_seller_is_deleted_while_it_waits_is_written_again_not_fetc
     assert set(Offer.objects.values_list("product__external_id", "seller_id")) == {("a", again.pk), ("b", again.pk)}
 
 
-@pytest.mark.parametrize(("sqlstate", "calls"), [("40P01", 3), ("23505", 1)])
+@pytest.mark.django_db(transaction=True)  # outside a transaction: inside one, the caller retries
+@pytest.mark.parametrize(("sqlstate", "column", "calls"), [
+    ("40P01", None, 3), ("23502", "seller_id", 3), ("23502", "currency", 1), ("23505", None, 1)])
 def test_a_checkpoint_runs_again_only_for_what_another_transaction_caused_and_only_so_often(
-        monkeypatch, sqlstate, calls):
+        monkeypatch, sqlstate, column, calls):
     from collection.services import checkpoint as module
 
     class Aborted(Exception):
@@ -336,9 +338,14 @@ def test_a_checkpoint_runs_again_only_for_what_another_transaction_caused_and_on
         tried.append(record)
         error = Aborted("aborted")
         error.sqlstate = sqlstate
+        error.diag = SimpleNamespace(table_name="collection_offer", column_name=column)
         raise error
 
     monkeypatch.setattr(module, "_checkpoint", aborted)
     with pytest.raises(Aborted):
         module.unit_checkpoint(SimpleNamespace(unit_id=1, page_index=0))
-    assert len(tried) == calls == (module.CHECKPOINT_TRIES if sqlstate in module.RETRIED_SQLSTATES else 1)
+    assert len(tried) == calls
+    tried.clear()
+    with transaction.atomic(), pytest.raises(Aborted):  # part of a caller's transaction: once
+        module.unit_checkpoint(SimpleNamespace(unit_id=1, page_index=0))
+    assert len(tried) == 1

@@ -22,11 +22,9 @@ def check_connection(conn) -> None:
     try:
         ConnectionPool.check_connection(conn)
     except Exception:
-        from django.db import connections
-
-        for alias in connections:
-            if "pool" in connections.settings[alias].get("OPTIONS", {}):
-                _check_in_background(connections[alias].pool)
+        # The pool it came from: psycopg_pool sets it before the check (3.3.3, pinned for this).
+        if isinstance(pool := getattr(conn, "_pool", None), ConnectionPool):
+            _check_in_background(pool)
         raise
 
 

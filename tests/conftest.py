@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -182,3 +183,29 @@ def wait_for(predicate, *, timeout: float = 60, interval: float = 0.05, message:
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
 
+
+
+def waiting_on_a_lock(cursor) -> bool:
+    """Whether a session of this database waits for a row lock (PostgreSQL)."""
+    cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND wait_event_type = 'Lock'")
+    return cursor.fetchone()[0] > 0
+
+
+def in_thread_once_set(started: threading.Event, work) -> tuple[threading.Thread, list]:
+    """Run `work()` in a daemon thread, on its own connection, once `started` is set; the list
+    gets what it returned or raised."""
+    outcome = []
+
+    def run():
+        try:
+            if started.wait(timeout=30):
+                outcome.append(work())
+        except Exception as error:  # noqa: BLE001 - reported to the test
+            outcome.append(error)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome

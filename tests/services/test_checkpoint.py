@@ -24,7 +24,7 @@ from collection.services import runs
 from collection.services.budget import budget_reserve, period_current
 from collection.services.checkpoint import PageCheckpoint, _items_execute, unit_checkpoint, upsert_items
 from collection.sources import OfferItem, Page, ProductItem, SellerItem
-from tests.conftest import make_categories, postgres_only
+from tests.conftest import in_thread_once_set, make_categories, postgres_only, wait_for, waiting_on_a_lock
 
 pytestmark = pytest.mark.django_db
 
@@ -229,12 +229,6 @@ def test_a_sighting_that_changes_nothing_rewrites_no_product_but_records_when_it
         {("p1", second.pk), ("p2", second.pk), ("p3", second.pk)}
 
 
-def waiting_on_a_lock(cursor) -> bool:
-    cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                   "AND wait_event_type = 'Lock'")
-    return cursor.fetchone()[0] > 0
-
-
 @postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_a_product_another_page_inserts_meanwhile_is_recorded_as_seen_by_both():
@@ -290,28 +284,14 @@ def test_a_page_whose_seller_is_deleted_while_it_waits_is_written_again_not_fetc
     RunUnit.objects.filter(pk=unit.pk).update(status=UnitStatus.RUNNING, lease_owner="me")
     period = budget_reserve(unit_id=unit.pk, run_id=second.pk, amount=Decimal("0.01"))
     page = Page(items=items(("a", "s1"), ("b", "s1")), next_cursor={"offset": 2}, cost=Decimal("0.01"))
-    results, started = [], threading.Event()
-
-    def store():
-        try:
-            if started.wait(timeout=30):
-                results.append(checkpoint(unit_id=unit.pk, lease_owner="me", page_index=0, page=page,
-                                          reserved=Decimal("0.01"), period_id=period, lease_seconds=60,
-                                          platform="demo", run_id=second.pk, category_id=cat.pk))
-        except Exception as error:  # noqa: BLE001 - reported to the test
-            results.append(error)
-        finally:
-            connection.close()
-
-    other = threading.Thread(target=store, daemon=True)
-    other.start()
+    started = threading.Event()
+    other, results = in_thread_once_set(started, lambda: checkpoint(
+        unit_id=unit.pk, lease_owner="me", page_index=0, page=page, reserved=Decimal("0.01"), period_id=period,
+        lease_seconds=60, platform="demo", run_id=second.pk, category_id=cat.pk))
     with transaction.atomic(), connection.cursor() as cursor:
         seller = Seller.objects.select_for_update().get(external_id="s1")  # as services.collected does
         started.set()
-        deadline = time.monotonic() + 20
-        while not waiting_on_a_lock(cursor) and time.monotonic() < deadline:  # the page's refresh, on s1
-            time.sleep(0.05)
-        assert waiting_on_a_lock(cursor)
+        wait_for(lambda: waiting_on_a_lock(cursor), timeout=20, message="the page's refresh to wait on s1")
         Seller.objects.filter(pk=seller.pk).delete()
     other.join(timeout=30)
     assert len(results) == 1 and not isinstance(results[0], Exception), results

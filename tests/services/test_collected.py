@@ -1,5 +1,4 @@
 import threading
-import time
 
 import pytest
 from django.db import connection, transaction
@@ -9,9 +8,9 @@ from collection.models import Category, Offer, Product, ProductSeen, Seller
 from collection.services import collected, runs
 from collection.services.checkpoint import page_params, page_sql, upsert_items
 from collection.sources.demo import demo_item
-from tests.conftest import make_categories, postgres_only
+from tests.conftest import in_thread_once_set, make_categories, postgres_only, wait_for, waiting_on_a_lock
 from tests.factories import seed_offers
-from tests.services.test_checkpoint import items, waiting_on_a_lock
+from tests.services.test_checkpoint import items
 
 pytestmark = pytest.mark.django_db
 
@@ -92,19 +91,8 @@ def _delete_while_a_page_stores(deletion) -> list:
     run_id, category_id = runs.run_create(source="demo", category_ids=[cat.pk]).pk, cat.pk
     items = [demo_item("x", i) for i in range(3)]
     upsert_items(platform="demo", items=items, run_id=run_id, category_id=category_id)
-    raised, started = [], threading.Event()
-
-    def delete():
-        try:
-            if started.wait(timeout=30):
-                deletion()
-        except Exception as error:  # noqa: BLE001 - reported to the test
-            raised.append(error)
-        finally:
-            connection.close()
-
-    other = threading.Thread(target=delete, daemon=True)
-    other.start()
+    started = threading.Event()
+    other, outcome = in_thread_once_set(started, deletion)
     sql = page_sql(connection.vendor)
     sellers, products, offers = page_params(platform="demo", items=items, run_id=run_id, category_id=category_id,
                                             now=connection.ops.adapt_datetimefield_value(timezone.now()))
@@ -113,14 +101,11 @@ def _delete_while_a_page_stores(deletion) -> list:
         cursor.execute(sql["sellers_refresh"], sellers)
         cursor.execute(sql["products_upsert"], products)  # the page's products are locked now
         started.set()
-        deadline = time.monotonic() + 20
-        while not waiting_on_a_lock(cursor) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert waiting_on_a_lock(cursor), "the deletion never reached a lock the page holds"
+        wait_for(lambda: waiting_on_a_lock(cursor), timeout=20, message="the deletion to reach a lock the page holds")
         cursor.execute(sql["products_after"], {**products, **offers})
     other.join(timeout=30)
     assert not other.is_alive()
-    return raised
+    return [error for error in outcome if isinstance(error, Exception)]
 
 
 @postgres_only

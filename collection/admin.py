@@ -45,7 +45,7 @@ from collection.selectors import (
 )
 from collection.services import runs
 from collection.services.categories import category_add_by_id
-from collection.services.collected import collected_delete, deletion_counts
+from collection.services.collected import collected_delete, deletion_counts, sellers_products_count
 from collection.services.errors import BudgetExceeded, CollectionError, InvalidInput
 from collection.services.estimate import estimate
 from collection.services.lifecycle import ACTION_DONE, ACTIONS
@@ -423,8 +423,8 @@ class DeletesCollected(DeleteNeedsAutomation):
                  for obj in rows.order_by("pk")[:self.LISTED]]
         if selected > len(named):
             named.append(f"… and {selected - len(named):,} more {self.opts.verbose_name_plural}")
-        named += [f"With them: {count:,} {model._meta.verbose_name_plural}" for model, count in counts.items()
-                  if model is not self.model]
+        if self.model is Seller and (kept := sellers_products_count(rows)):  # the summary counts what goes
+            named.append(f"Their {kept:,} {'product stays' if kept == 1 else 'products stay'}, without a seller.")
         model_count = {model._meta.verbose_name_plural: count for model, count in counts.items()}
         return named, model_count, perms_needed, []
 

@@ -90,6 +90,11 @@ def deletion_counts(queryset: QuerySet) -> dict[type, int]:
     return {counted: rows for counted, rows in counts.items() if rows}
 
 
+def sellers_products_count(sellers: QuerySet[Seller]) -> int:
+    """How many products deleting these sellers keeps, without a seller."""
+    return Product.objects.filter(seller_id__in=sellers.values("pk")).count()
+
+
 def _batches(queryset: QuerySet, batch: int):
     """The queryset's ids, `batch` at a time in id order; each batch is read after the previous
     one was deleted, so the walk resumes past it."""

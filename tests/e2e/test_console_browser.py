@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
 from collection.admin import SellerAdmin
@@ -138,6 +139,24 @@ def test_operator_drives_a_run_from_its_page_and_follows_what_it_saw(live_server
             page.click("button[name=index]")
         path = download.value.path()
         rows = list(csv.reader(io.StringIO(Path(path).read_text())))
+
+        # Deleting collected data: a page of products confirmed with counts, then a seller.
+        operator.user_permissions.add(*Permission.objects.filter(
+            content_type__app_label="collection", codename__in=["delete_product", "delete_seller", "delete_offer"]))
+        page.goto(f"{live_server.url}/admin/collection/product/")
+        page.check("#action-toggle")
+        page.select_option("select[name=action]", "delete_selected")
+        page.click("button[name=index]")
+        page.wait_for_selector("text=Are you sure")
+        assert "… and 30 more products" in page.inner_text("#content")
+        shoot(page, "products-delete-confirmation", full_page=True)
+        seller = Seller.objects.exclude(external_id__in=[row[2] for row in rows[1:]]).order_by("pk").first()
+        page.goto(f"{live_server.url}/admin/collection/seller/{seller.pk}/delete/")
+        assert "without a seller" in page.inner_text("#content")  # its products stay
+        shoot(page, "seller-delete-confirmation")
+        page.click("input[type=submit]")
+        page.wait_for_selector(".messagelist .success")
+        assert not Seller.objects.filter(pk=seller.pk).exists()
     finally:
         workers.stop()
     assert CollectionRun.objects.get().status == RunStatus.COMPLETED

@@ -22,8 +22,9 @@ Targets: engine-N ≥ 50% of floor-N; latency-50ms ≥ 90% of 160 pages/s.
 
     .venv/bin/python bench/engine_throughput.py --index-cost    # or: make bench-index-cost
 
-What search costs the engine (migration 0019's stored upper-case copies, 0020's trigram indexes
-on them, 0021's wider product key): the engine scenarios with and without them, in the same run
+What search costs the engine (the checkpoint queueing the products it writes for title search,
+whose entries the workers' indexer writes after the page: migration 0024; the sellers' stored
+upper-case name, 0019, and its trigram index, 0020): the engine scenarios with and without them, in the same run
 and database, each scenario's two runs back to back, the order alternating (--repeat rounds;
 the median of the pairs' ratios counts, see index_cost). Target: with them within 10 % of without. They are left as the
 migrations made them, also after an interrupted run (the next run restores them).
@@ -43,7 +44,6 @@ Uses BENCH_DATABASE_URL (default postgres://root@127.0.0.1:5432/collection_bench
 """
 
 import argparse
-import importlib
 import json
 import os
 import statistics
@@ -92,7 +92,8 @@ def reset(concurrency: int = 1) -> None:
         cursor.execute(
             "TRUNCATE collection_offer, collection_product, collection_seller, collection_runevent, collection_rununit, "
             "collection_collectionrun, collection_category, collection_budgetperiod, django_tasks_database_dbtaskresult, "
-            "collection_runproduct, collection_runseller, collection_productseen "
+            "collection_runproduct, collection_runseller, collection_productseen, collection_productsearch, "
+            "collection_productsearchqueue "
             "RESTART IDENTITY CASCADE"
         )
     settings = CollectionSettings.load()
@@ -121,33 +122,49 @@ def set_model_indexes(*names: str):
     return toggle
 
 
-def set_search_indexes(present: bool) -> None:
-    """Remove what search adds to the products' and sellers' writes, or add it again by the
-    migrations' own steps: 0019's stored upper-case copies (computed on every write), 0020's
-    trigram indexes on them, and 0021's key covering the searched columns. The engine never reads the
-    copies, so it runs without them."""
+SELLER_COPY, SELLER_TRIGRAM, STATISTICS = "name_upper", "seller_name_upper_trgm", 1000  # 0019, 0020, 0015
+
+
+def set_title_queue(present: bool) -> None:
+    """Whether the checkpoint queues the products it writes for title search (settings
+    COLLECTION_TITLE_SEARCH; the workers' indexer then writes their ProductSearch entries, its
+    cost in the engine's figures): read by the workers this process starts, and the floor's."""
+    os.environ["COLLECTION_TITLE_SEARCH"] = "true" if present else "false"
+
+
+def set_seller_trigram(present: bool) -> None:
+    """0020's trigram index on the sellers' names (the stored copy stays)."""
     from django.db import connection
 
-    from collection.models import Product, Seller
-
-    made = importlib.import_module("collection.migrations.0020_search_trigram_indexes")
-    covered = importlib.import_module("collection.migrations.0021_product_key_covers_search")
-    copies = [(Product, "title_upper"), (Seller, "name_upper")]
     with connection.schema_editor(atomic=False) as editor:  # CONCURRENTLY: outside a transaction
-        columns = {(model, name): name in {c.name for c in connection.introspection.get_table_description(
-            connection.cursor(), model._meta.db_table)} for model, name in copies}
+        editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {SELLER_TRIGRAM}")
         if present:
-            for (model, name), there in columns.items():
-                if not there:
-                    editor.add_field(model, model._meta.get_field(name))
-            made.add_trigram_indexes(None, editor)
-            covered.cover_search(None, editor)
-        else:
-            made.drop_trigram_indexes(None, editor)
-            covered.uncover_search(None, editor)
-            for (model, name), there in columns.items():
-                if there:
-                    editor.remove_field(model, model._meta.get_field(name))
+            editor.execute(f"CREATE INDEX CONCURRENTLY {SELLER_TRIGRAM} ON collection_seller "
+                           f"USING gin ({SELLER_COPY} gin_trgm_ops)")
+
+
+def set_search_indexes(present: bool) -> None:
+    """Remove what search adds to a page's writes, or add it again as the migrations made it:
+    the products' queue for title search (set_title_queue), the sellers' stored upper-case copy
+    of the name (0019: computed on every write, with 0015's finer statistics) and its trigram
+    index (0020). The title search entries themselves (ProductSearch, 0024) are written by the
+    workers' indexer, after the pages. The engine never reads the copy, so it runs without it."""
+    from django.db import connection
+
+    from collection.models import Seller
+
+    set_title_queue(present)
+    field = Seller._meta.get_field(SELLER_COPY)
+    with connection.cursor() as cursor:
+        there = SELLER_COPY in {c.name for c in connection.introspection.get_table_description(
+            cursor, Seller._meta.db_table)}
+    with connection.schema_editor(atomic=False) as editor:
+        if present and not there:
+            editor.add_field(Seller, field)
+            editor.execute(f"ALTER TABLE collection_seller ALTER COLUMN {SELLER_COPY} SET STATISTICS {STATISTICS}")
+        elif not present and there:
+            editor.remove_field(Seller, field)  # and the index on it
+    set_seller_trigram(present)
 
 
 def make_categories(count: int, pages_each: int, prefix: str, page_size: int = PAGE_SIZE):
@@ -177,7 +194,7 @@ def floor_worker(category_id: int, external_id: str, unit_id: int, run_id: int, 
     from collection.services.checkpoint import page_params, page_sql, sellers_seen_params
     from collection.sources.demo import demo_item
 
-    sql = page_sql("postgresql")
+    sql = page_sql("postgresql", os.environ.get("COLLECTION_TITLE_SEARCH", "true") == "true")
     with psycopg.connect(DB_URL) as conn:
         cursor = conn.cursor()
         for page in range(pages):
@@ -239,6 +256,22 @@ def start_workers(n: int, env: dict) -> list[subprocess.Popen]:
     ]
 
 
+SEARCH_LAGS: list[tuple[int, float]] = []  # (products queued when a run ended, seconds until indexed)
+
+
+def search_lag() -> None:
+    """How far the workers' search indexer is behind when a run ends: the products still queued,
+    and how long until they are indexed (the workers are still up). Kept in SEARCH_LAGS."""
+    from collection.services.search_index import pending_count
+
+    if os.environ.get("COLLECTION_TITLE_SEARCH", "true") != "true":
+        return
+    started, queued = time.perf_counter(), pending_count(cap=10**7)
+    while pending_count(cap=0):
+        time.sleep(0.1)
+    SEARCH_LAGS.append((queued, time.perf_counter() - started))
+
+
 def run_engine(workers: int, *, categories: int, pages_each: int, concurrency: int, latency_ms: int = 0,
                page_size: int = PAGE_SIZE, resight: bool = False) -> float:
     """Pages/s of a run of N workers over new categories, or with `resight`, of a second run over
@@ -267,6 +300,7 @@ def run_engine(workers: int, *, categories: int, pages_each: int, concurrency: i
             # this process can look rarely and stay off the CPU the workers share.
             while CollectionRun.objects.values_list("status", flat=True).get(pk=run.pk) == "running":
                 time.sleep(0.25)
+        search_lag()
     finally:
         for p in procs:
             p.terminate()
@@ -289,24 +323,6 @@ ENGINE_SCENARIOS = {
 # share of a page alone (--index-cost … --floor).
 FLOOR_SCENARIOS = {f"floor-{n}": lambda pages, n=n: run_floor(n, pages) for n in (1, 2)}
 INDEX_COST_BOUND = -0.10  # with the indexes at most 10 % slower than without
-def set_trigram_indexes(present: bool) -> None:
-    """0020's trigram indexes alone (the copies and the covering key stay): what they cost of search's share."""
-    from django.db import connection
-
-    made = importlib.import_module("collection.migrations.0020_search_trigram_indexes")
-    with connection.schema_editor(atomic=False) as editor:
-        (made.add_trigram_indexes if present else made.drop_trigram_indexes)(None, editor)
-
-
-def set_covering_key(present: bool) -> None:
-    """0021's key covering the searched columns alone (a plain key without it)."""
-    from django.db import connection
-
-    covered = importlib.import_module("collection.migrations.0021_product_key_covers_search")
-    with connection.schema_editor(atomic=False) as editor:
-        (covered.cover_search if present else covered.uncover_search)(None, editor)
-
-
 FULL_TEXT = {"collection_product": ("bench_product_title_words", "title"),
              "collection_seller": ("bench_seller_name_words", "name")}
 
@@ -324,9 +340,9 @@ def set_full_text_indexes(present: bool) -> None:
 
 
 INDEX_SETS = {  # what --index-cost drops and builds again: the search indexes unless told otherwise
-    "search": set_search_indexes,  # 0019-0021: upper-case copies, their trigram GIN, the covering key
-    "trigram": set_trigram_indexes,  # 0020 alone
-    "covering-key": set_covering_key,  # 0021 alone
+    "search": set_search_indexes,  # the title search queue, the sellers' upper-case copy and its trigram GIN
+    "title-queue": set_title_queue,  # the queue alone
+    "trigram": set_seller_trigram,  # the sellers' trigram GIN alone
     "full-text": set_full_text_indexes,  # for comparison only: absent as migrated
     "price": set_model_indexes("product_price_id_idx", "offer_price_id_idx"),  # 0016, with the id since 0018
     "rare-values": set_model_indexes("product_condition_idx", "product_country_idx", "offer_condition_idx"),  # 0017
@@ -352,9 +368,12 @@ def index_cost(args) -> int:
                 for variant in ("without", "with") if (round_ + position) % 2 == 0 else ("with", "without"):
                     reset()  # an empty table: the index is built at once
                     toggle(variant == "with")
+                    lags = len(SEARCH_LAGS)
                     runs[variant].setdefault(name, []).append(scenario(args.pages))
+                    lag = "".join(f"; {queued:,} products left to index at the end, indexed {seconds:.1f} s later"
+                                  for queued, seconds in SEARCH_LAGS[lags:])
                     print(f"round {round_ + 1}, {variant:>7} the {args.index_cost} indexes, {name:>24}: "
-                          f"{runs[variant][name][-1]:8.1f} pages/s", file=sys.stderr)
+                          f"{runs[variant][name][-1]:8.1f} pages/s{lag}", file=sys.stderr)
     finally:
         toggle(args.index_cost != "full-text")
     paired = {name: statistics.median(w / wo for w, wo in zip(runs["with"][name], runs["without"][name], strict=True)) - 1
@@ -369,6 +388,8 @@ def index_cost(args) -> int:
         "change_of_medians": {name: round(statistics.median(runs["with"][name])
                                           / statistics.median(runs["without"][name]) - 1, 3) for name in scenarios},
         "targets_met": all(value >= INDEX_COST_BOUND for value in paired.values()),
+        "search_lag_at_run_end": {"most_products_queued": max((q for q, _ in SEARCH_LAGS), default=0),
+                                  "longest_seconds": round(max((t for _, t in SEARCH_LAGS), default=0), 1)},
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -377,6 +398,10 @@ def index_cost(args) -> int:
             print(f"{name:>24}: {value:+.1%} with the {args.index_cost} indexes (median of {args.repeat} pairs; best "
                   f"{report['pages_per_second']['without'][name]:.1f} → {report['pages_per_second']['with'][name]:.1f} "
                   f"pages/s, {report['change_of_best'][name]:+.1%}; medians {report['change_of_medians'][name]:+.1%})")
+        lag = report["search_lag_at_run_end"]
+        if SEARCH_LAGS:
+            print(f"search indexing when a run ended: at most {lag['most_products_queued']:,} products left, "
+                  f"indexed within {lag['longest_seconds']:.1f} s")
         print("targets met (within 10 %)" if report["targets_met"] else "TARGETS MISSED (more than 10 % slower)")
     return 0 if report["targets_met"] else 1
 

@@ -86,7 +86,7 @@ def mix(column: str, salt: int) -> str:
 
 TABLES = ("collection_product", "collection_seller", "collection_offer", "collection_collectionrun",
           "collection_runevent", "collection_category", "collection_rununit")
-SEEN = ("collection_runproduct", "collection_runseller")  # keyed by (run, id): no sequence
+SEEN = ("collection_runproduct", "collection_runseller", "collection_productsearch")  # no sequence of their own
 
 
 def step(label: str, conn, sql: str, params=()) -> None:
@@ -154,6 +154,9 @@ def generate(url: str, products: int) -> dict:
             FROM generate_series(1, {products}) g""")
         step("products last seen", conn, """
             INSERT INTO collection_productseen (product_id, last_seen_at) SELECT id, now() FROM collection_product""")
+        step("title search entries", conn, """
+            INSERT INTO collection_productsearch (product_id, external_id, title_upper)
+            SELECT id, external_id, upper(title) FROM collection_product ORDER BY id""")
         step("offers", conn, """
             INSERT INTO collection_offer (condition, price, currency, fulfilled_by_platform, first_seen_at,
                 last_seen_at, last_seen_run_id, product_id, seller_id)

@@ -49,6 +49,7 @@ from collection.services.collected import collected_delete, deletion_counts, sel
 from collection.services.errors import BudgetExceeded, CollectionError, InvalidInput
 from collection.services.estimate import estimate
 from collection.services.lifecycle import ACTION_DONE, ACTIONS
+from collection.services.search_index import pending_count
 from collection.services.settings import settings_update
 from collection.sources import get_source, source_keys
 
@@ -708,6 +709,9 @@ class OfferAdmin(AtScale, FromSources, DeletesCollected, CsvExportMixin, admin.M
         return format_html('<a href="{}">{}</a>', url, offer.seller)
 
 
+PENDING_SHOWN = 10_000  # the queue is counted up to this many
+
+
 @admin.register(Product)
 class ProductAdmin(AtScale, FromSources, DeletesCollected, CsvExportMixin, admin.ModelAdmin):
     list_display = ("external_id", "short_title", "price", "currency", "buying_options", "condition", "location_country",
@@ -716,7 +720,7 @@ class ProductAdmin(AtScale, FromSources, DeletesCollected, CsvExportMixin, admin
     # also reads a page of one value in id order.
     list_filter = (SeenInRunFilter, PlatformFilter, ("condition", IndexedValuesFilter),
                    ("location_country", IndexedValuesFilter))
-    search_fields = ("=external_id", "title_upper")  # a seller's products: its "offers" link
+    search_fields = ("=search__external_id", "search__title_upper")  # a seller's products: its "offers" link
     list_select_related = ("seller", "category")
     sortable_by = ("external_id", "first_seen")
     actions = ("export_csv", "delete_selected")
@@ -728,6 +732,15 @@ class ProductAdmin(AtScale, FromSources, DeletesCollected, CsvExportMixin, admin
         fields = super().get_readonly_fields(request, obj)
         at = fields.index("first_seen_at") + 1
         return [*fields[:at], "last_seen", *fields[at:]]
+
+    def get_search_results(self, request, queryset, search_term):
+        """Also says when products stored moments ago are not searchable yet (services/search_index.py)."""
+        if search_term.strip() and (waiting := pending_count(cap=PENDING_SHOWN)):
+            many = f"More than {PENDING_SHOWN:,}" if waiting > PENDING_SHOWN else f"{waiting:,}"
+            are = "product is" if waiting == 1 else "products are"
+            self.message_user(request, f"{many} recently stored {are} not searchable yet: the workers index them "
+                              f"every few seconds (or: manage.py collection_search_index).", messages.INFO)
+        return super().get_search_results(request, queryset, search_term)
 
     @admin.display(description="last seen at")
     def last_seen(self, product):

@@ -424,12 +424,7 @@ class Seller(models.Model):
 class Product(models.Model):
     platform = models.CharField(max_length=32)
     external_id = models.CharField(max_length=128)
-    title = models.CharField(max_length=500)
-    # What a search compares (selectors.search), kept by the database: see migration 0019. The
-    # primary key INCLUDEs it (0021): dropping this column (DROP … CASCADE) would drop the key,
-    # and PostgreSQL alters `title` only without it. Give the key back its plain form first.
-    title_upper = models.GeneratedField(expression=Upper("title"), output_field=models.CharField(max_length=500),
-                                        db_persist=True)
+    title = models.CharField(max_length=500)  # searched through ProductSearch (migration 0024)
     price = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True)
     url = models.URLField(max_length=1000, blank=True)
@@ -456,8 +451,7 @@ class Product(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["external_id", "platform"], name="product_unique_external_id"),
         ]
-        # And on PostgreSQL a trigram index for title search (migration 0020). Every index is
-        # paid for by every page the engine stores (bench/), but a filter on a value few rows
+        # Every index is paid for by every page the engine stores (bench/), but a filter on a value few rows
         # have (a rare condition or country, a narrow price range) would otherwise read every
         # row in id order to fill a page. With the id, a page of one value is read in order.
         indexes = [
@@ -498,6 +492,49 @@ class ProductSeen(models.Model):
 
     def __str__(self):
         return f"product {self.product_id}, last seen {self.last_seen_at:%Y-%m-%d %H:%M}"
+
+
+class ProductSearch(models.Model):
+    """What a product search reads (selectors.search): a product's external id and its title in
+    upper case, kept apart from the product and written after its page, not by the page's
+    checkpoint. On PostgreSQL the trigram index (and a key that holds the title) made storing a
+    page of new products 12–19 % slower (bench/engine_throughput.py --index-cost); the
+    checkpoint now only queues the products it inserted or changed (ProductSearchQueue), and the
+    workers index them in batches a few seconds later (services/search_index.py). A product not
+    indexed yet is not found by a search (its page, /products/<external id>/, is there)."""
+
+    # No database-level constraint: written by the indexer from the products' rows; Django's
+    # deletion (and services/collected.py) removes it with the product.
+    product = models.OneToOneField(Product, primary_key=True, on_delete=models.CASCADE, related_name="search",
+                                   db_constraint=False)
+    # The product's, so that every word of a search (an exact id or a part of the title) is
+    # tested on this one table: a condition on the product's own column, ORed with one on this
+    # table, left PostgreSQL no index to start from (it read every product).
+    external_id = models.CharField(max_length=128)
+    title_upper = models.CharField(max_length=500, help_text="UPPER(title), folded by the database.")
+
+    class Meta:
+        verbose_name = "search entry"
+        verbose_name_plural = "search entries"
+        # And on PostgreSQL a trigram index on the title, and a key holding both columns (0024).
+        indexes = [models.Index(fields=["external_id"], name="product_search_external_id_idx")]
+
+    def __str__(self):
+        return f"product {self.product_id}: {self.title_upper}"
+
+
+class ProductSearchQueue(models.Model):
+    """Products whose search entry is to be written: queued by the checkpoint (a product it
+    inserted or changed), taken by the indexer."""
+
+    product = models.OneToOneField(Product, primary_key=True, on_delete=models.CASCADE, related_name="+",
+                                   db_constraint=False)
+
+    class Meta:
+        verbose_name = "product waiting for search"
+
+    def __str__(self):
+        return f"product {self.product_id}"
 
 
 class Offer(models.Model):

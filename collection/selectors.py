@@ -14,6 +14,7 @@ from collection.models import (
     CollectionSettings,
     Offer,
     Product,
+    ProductSearch,
     QuotaPeriod,
     RunProduct,
     RunSeller,
@@ -27,12 +28,17 @@ from collection.sources import QuotaKind, UnknownSource
 MIN_PART = 3  # a trigram index serves a part of at least 3 characters
 
 
+# Columns that hold another in upper case, written by the indexer (services/search_index.py).
+UPPER_COPIES = {(ProductSearch, "title_upper")}
+
+
 def _contains(model, field: str, word: str) -> Q:
     """`field` holds `word`, whatever the case. A stored upper-case copy (a GeneratedField of
-    UPPER(column), migration 0019) is compared as it is, with the word folded by the same
-    database function: UPPER() on every row read was most of a search's cost."""
+    UPPER(column), migration 0019, or a column of UPPER_COPIES) is compared as it is, with the
+    word folded by the same database function: UPPER() on every row read was most of a search's
+    cost."""
     found = get_fields_from_path(model, field)[-1]
-    if found.generated and isinstance(found.expression, Upper):
+    if (found.generated and isinstance(found.expression, Upper)) or (found.model, found.name) in UPPER_COPIES:
         return Q(**{f"{field}__contains": Upper(Value(word))})
     return Q(**{f"{field}__icontains": word})
 
@@ -40,8 +46,9 @@ def _contains(model, field: str, word: str) -> Q:
 def search(queryset: QuerySet, fields: tuple[str, ...] | list[str], text: str, *, min_part: int = MIN_PART) -> QuerySet:
     """What an operator types, word by word (every word must match): `=field` fields match the
     word exactly (an external id: an index lookup, case-sensitive as the provider's ids are);
-    the others contain it, case-insensitively (a title or a name: through `title_upper` and
-    `name_upper` and their trigram indexes on PostgreSQL, see _contains). One word of MIN_PART
+    the others contain it, case-insensitively (a title or a name: through ProductSearch's
+    `title_upper` and the sellers' `name_upper`, and their trigram indexes on PostgreSQL, see
+    _contains; a product not indexed yet is found by its id only). One word of MIN_PART
     characters or more is enough for the index to narrow the rows ("iphone 15"); when every word
     is shorter, they match exact fields only: no index can find a part that short, and it would
     read every row (a small table, such as the categories, passes `min_part=1`)."""

@@ -4,7 +4,8 @@ Django's docs warn against queries in AppConfig.ready(): it also runs for migrat
 shell, collectstatic... So ready() only calls `install()`, which looks at what this process
 is. Serving processes — `runserver`, `db_worker`, and WSGI/ASGI servers (config/wsgi.py calls
 `process_started`) — recover in a background thread once they are up; worker processes keep
-sweeping every COLLECTION_SWEEP_SECONDS. Everything else (migrate, makemigrations, test,
+sweeping every COLLECTION_SWEEP_SECONDS, and index titles for search every
+COLLECTION_SEARCH_INDEX_SECONDS. Everything else (migrate, makemigrations, test,
 collectstatic, shell, the collection commands) never triggers it. A database that is not
 migrated yet is left alone with a log line, never a crash.
 """
@@ -24,6 +25,7 @@ from django.db import DatabaseError, close_old_connections, connection
 from collection.models import RunUnit
 from collection.services.recovery import recover
 from collection.services.retention import prune
+from collection.services.search_index import index_pending
 
 logger = logging.getLogger("collection.recovery")
 
@@ -101,16 +103,48 @@ def _sweep_forever(role: str, interval: float, stop: threading.Event) -> None:
             _prune(role)
 
 
+def _index_search(role: str) -> int:
+    """One pass of the title search indexer (services/search_index.py), at most INDEX_SECONDS;
+    a failure (a database gone away) is logged, and the next pass tries again."""
+    try:
+        return index_pending(max_seconds=INDEX_SECONDS)
+    except DatabaseError as error:  # gone away, or not migrated yet
+        logger.warning("search indexing skipped (%s, pid %s): %s", role, os.getpid(), error)
+    except Exception:
+        logger.exception("search indexing skipped (%s, pid %s)", role, os.getpid())
+    finally:
+        close_old_connections()
+        connection.close()
+    return 0
+
+
+INDEX_SECONDS = 10  # a pass stops after this long
+
+
+def _index_search_forever(role: str, interval: float, stop: threading.Event) -> None:
+    """Index what the checkpoints queued, every `interval` seconds; at once again after a pass
+    that ran out of time (a backlog)."""
+    while True:
+        started = time.monotonic()
+        _index_search(role)
+        if stop.wait(0 if time.monotonic() - started >= INDEX_SECONDS else interval):
+            return
+
+
 def process_started(*, role: str) -> threading.Thread | None:
-    """Start recovery in the background, once per process."""
+    """Start recovery in the background, once per process; in a worker process, title search
+    indexing too (COLLECTION_SEARCH_INDEX_SECONDS, on its own thread)."""
     global _started
-    if not settings.COLLECTION_RECOVER_ON_START:
-        return None
     with _lock:
         if _started:
             return None
         _started = True
     stop = threading.Event()
+    if role == "worker" and settings.COLLECTION_SEARCH_INDEX_SECONDS > 0:
+        threading.Thread(target=_index_search_forever, args=(role, settings.COLLECTION_SEARCH_INDEX_SECONDS, stop),
+                         name="collection-search-index", daemon=True).start()
+    if not settings.COLLECTION_RECOVER_ON_START:
+        return None
     if role == "worker":
         target, args = _sweep_forever, (role, settings.COLLECTION_SWEEP_SECONDS, stop)
     else:

@@ -292,6 +292,12 @@ COLLECTION_KEEP_IDEMPOTENCY_KEYS_DAYS = env.int("COLLECTION_KEEP_IDEMPOTENCY_KEY
 # What each run saw (a row a product and seller a run returned): forever unless set.
 COLLECTION_KEEP_SEEN_IN_RUN_DAYS = env.int("COLLECTION_KEEP_SEEN_IN_RUN_DAYS", default=0)
 COLLECTION_PRUNE_EVERY_SECONDS = env.float("COLLECTION_PRUNE_EVERY_SECONDS", default=3600.0)
+# Title search (collection/services/search_index.py): worker processes index the products the
+# checkpoint queued every this many seconds (0: never; `manage.py collection_search_index`).
+COLLECTION_SEARCH_INDEX_SECONDS = env.float("COLLECTION_SEARCH_INDEX_SECONDS", default=5.0)
+# Off, the checkpoint queues nothing: titles stored meanwhile are found by external id only until
+# `manage.py collection_search_index --all`. For measuring what search costs (bench/).
+COLLECTION_TITLE_SEARCH = env.bool("COLLECTION_TITLE_SEARCH", default=True)
 
 DEMO_PAGE_SIZE = env.int("DEMO_PAGE_SIZE", default=20)
 DEMO_COST_PER_REQUEST = env.str("DEMO_COST_PER_REQUEST", default="0.01")

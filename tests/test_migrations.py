@@ -91,3 +91,42 @@ def test_last_seen_moves_to_its_own_table_and_back():
         Product.objects.filter(pk=desk.pk).update(last_seen_at=None)
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_search_moves_to_its_own_table_and_back():
+    """0024 fills the search entries from the products; 0025 drops the products' copy of the
+    title (and on PostgreSQL its trigram index and the key's covered columns). Undone, the
+    copy is back, the key covers it again."""
+    executor = MigrationExecutor(connection)
+    before, after = [("collection", "0023_product_seen_verbose_name")], [("collection", "0025_product_title_copy_dropped")]
+    executor.migrate(before)
+    Product = executor.loader.project_state(before).apps.get_model("collection", "Product")
+    lamp = Product.objects.create(platform="ebay", external_id="lamp-1", title="Desk lamp", first_seen_at=timezone.now())
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+    apps = executor.loader.project_state(after).apps
+    assert list(apps.get_model("collection", "ProductSearch").objects.values_list(
+        "product_id", "external_id", "title_upper")) == [(lamp.pk, "lamp-1", "DESK LAMP")]
+
+    def columns():
+        return {f.name for f in connection.introspection.get_table_description(connection.cursor(), "collection_product")}
+
+    def key():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'collection_product_pkey'")
+            return cursor.fetchone()[0]
+
+    assert "title_upper" not in columns()
+    postgresql = connection.vendor == "postgresql"
+    if postgresql:
+        assert "INCLUDE" not in key()
+    executor = MigrationExecutor(connection)
+    executor.migrate([("collection", "0024_product_search_apart")])  # and back: the copy, computed again
+    assert "title_upper" in columns()
+    Product = executor.loader.project_state(before).apps.get_model("collection", "Product")
+    assert Product.objects.get(pk=lamp.pk).title_upper == "DESK LAMP"
+    if postgresql:
+        assert "INCLUDE (external_id, title_upper)" in key()
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())

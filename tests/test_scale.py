@@ -9,36 +9,41 @@ from django.db.models.expressions import RawSQL
 from django.test.utils import CaptureQueriesContext
 
 from collection.admin import CappedCountPaginator
-from collection.models import Category, CollectionRun, Offer, Product, Seller
+from collection.api.views import ProductViewSet
+from collection.models import Category, CollectionRun, Offer, Product, ProductSearch, Seller
 from collection.selectors import count_within, distinct_values, search, seen_in_run
 from collection.services.checkpoint import upsert_items
+from collection.services.search_index import index_all, index_pending
 from collection.sources.demo import demo_item
 from tests.conftest import postgres_only
 from tests.factories import make_categories, seed_offers
 
 pytestmark = pytest.mark.django_db
+TITLES = ProductViewSet.search_fields  # external id and title, in ProductSearch
+ENTRY = tuple(field.replace("search__", "") for field in TITLES)  # the same, from ProductSearch itself
 
 
 @pytest.fixture
 def products():
     category = make_categories(1)[0]
     upsert_items(platform="demo", items=[demo_item("s", i) for i in range(30)], run_id=None, category_id=category.pk)
+    assert index_pending() == 30  # the checkpoint queued them for title search
     return Product.objects.order_by("id")
 
 
 def test_search_matches_exact_ids_and_parts_of_titles(products):
     first = products.first()
     word = first.title.split()[0]
-    assert list(search(Product.objects.all(), ("=external_id", "title_upper"), first.external_id)) == [first]
+    assert list(search(Product.objects.all(), TITLES, first.external_id)) == [first]
     # ids are case-sensitive
-    assert search(Product.objects.all(), ("=external_id", "title_upper"), first.external_id.upper()).count() == 0
-    part = search(Product.objects.all(), ("=external_id", "title_upper"), word[1:].upper())
+    assert search(Product.objects.all(), TITLES, first.external_id.upper()).count() == 0
+    part = search(Product.objects.all(), TITLES, word[1:].upper())
     assert first in part and all(word[1:].lower() in p.title.lower() for p in part)
     # every word must match; a short word rides along with a long one ...
-    both = search(Product.objects.all(), ("=external_id", "title_upper"), f"{word} zzqx")
+    both = search(Product.objects.all(), TITLES, f"{word} zzqx")
     assert both.count() == 0
     # ... but alone it matches exact fields only (no index finds a part of 2 characters)
-    assert search(Product.objects.all(), ("=external_id", "title_upper"), word[:2]).count() == 0
+    assert search(Product.objects.all(), TITLES, word[:2]).count() == 0
 
 
 def test_several_words_match_the_same_rows_however_the_query_is_said(products):
@@ -55,14 +60,14 @@ def test_several_words_match_the_same_rows_however_the_query_is_said(products):
             match = Q()
             for field in fields:
                 if field.startswith("="):
-                    match |= Q(**{field[1:]: w})
+                    match |= Q(**{field[1:].removeprefix("search__"): w})
                 elif partial:  # the column itself, not its stored upper-case copy
-                    match |= Q(**{f"{field.removesuffix('_upper')}__icontains": w})
+                    match |= Q(**{f"{field.removeprefix('search__').removesuffix('_upper')}__icontains": w})
             rows = rows.filter(match)
         return set(rows)
 
     cases = [
-        (Product, ("=external_id", "title_upper"), 3,
+        (Product, TITLES, 3,
          [f"{word} {first.title.split()[1]}", f"{first.external_id} {word}", f"{word} {first.external_id}",
           f"{first.external_id} {last.external_id}", f"{word} zzqx", f"{first.external_id} zzqx",
           f"{word.upper()} {first.title.split()[-1]}", f"{word} 1", f"{word} {word}", "de mo", f"{word} 1 1"]),
@@ -75,8 +80,8 @@ def test_several_words_match_the_same_rows_however_the_query_is_said(products):
         for text in texts:
             found = search(model.objects.all(), fields, text, min_part=min_part)
             assert set(found) == word_by_word(model, fields, text, min_part), (model, text)
-    assert first in search(Product.objects.all(), ("=external_id", "title_upper"), f"{first.external_id} {word}")
-    assert not search(Product.objects.all(), ("=external_id", "title_upper"), f"{first.external_id} {last.external_id}")
+    assert first in search(Product.objects.all(), TITLES, f"{first.external_id} {word}")
+    assert not search(Product.objects.all(), TITLES, f"{first.external_id} {last.external_id}")
 
 
 def test_a_search_compares_the_stored_copy_folded_as_the_database_folds(products):
@@ -85,15 +90,16 @@ def test_a_search_compares_the_stored_copy_folded_as_the_database_folds(products
     folds any letter (É, Ж), as icontains did."""
     product = products.first()
     Product.objects.filter(pk=product.pk).update(title="Écran Жёсткий wireless Phone")
-    found = search(Product.objects.all(), ("=external_id", "title_upper"), "PHONE wIreLess")
+    index_all()  # an update by hand is not queued
+    found = search(Product.objects.all(), TITLES, "PHONE wIreLess")
     assert list(found) == [product]
     sql = str(found.query)
     assert '"title_upper"' in sql and 'UPPER("collection_product"."title' not in sql, sql  # nor of the copy
     if connection.vendor == "postgresql":
-        assert list(search(Product.objects.all(), ("=external_id", "title_upper"), "écran жёсткий")) == [product]
-    product.refresh_from_db()
+        assert list(search(Product.objects.all(), TITLES, "écran жёсткий")) == [product]
+    product.search.refresh_from_db()
     folded = "ЖЁСТКИЙ" if connection.vendor == "postgresql" else "Жёсткий"  # SQLite's UPPER: ASCII only
-    assert product.title_upper == f"ÉCRAN {folded} WIRELESS PHONE"
+    assert product.search.title_upper == f"ÉCRAN {folded} WIRELESS PHONE"
 
 
 def test_filter_choices_are_the_columns_values(products):
@@ -211,10 +217,15 @@ def test_admin_offers_only_sorts_an_index_serves(admin_client, products):
 
 
 def plan(queryset) -> str:
+    off = ["enable_seqscan"]  # a tiny table: ask whether an index *can* serve
+    if queryset.model is ProductSearch:  # its key holds every column: read whole, the cheapest index here
+        off.append("enable_indexonlyscan")
     with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny table: ask whether an index *can* serve
+        for setting in off:
+            cursor.execute(f"SET LOCAL {setting} = off")
         text = queryset.explain()
-        cursor.execute("SET LOCAL enable_seqscan = on")
+        for setting in off:
+            cursor.execute(f"SET LOCAL {setting} = on")
     return text
 
 
@@ -225,8 +236,10 @@ def test_every_search_filter_and_sort_has_an_index_on_postgresql(products):
     seed_offers()
     with transaction.atomic():
         cases = {  # label: (query, the index that must serve it)
-            "exact external id": (search(Product.objects.all(), ("=external_id", "title_upper"), "P1"),
-                                  "product_unique_external_id"),
+            # a product search's words are all tested on its search entries (ProductSearch): at
+            # scale PostgreSQL starts there (bench/scale_queries.py); a 30-row table starts anywhere
+            "exact external id": (search(ProductSearch.objects.all(), ENTRY, "P1"),
+                                  "product_search_external_id_idx"),
             "category, in id order": (Product.objects.filter(category_id=1).order_by("id")[:100],
                                       "product_category_idx"),
             "newest runs": (CollectionRun.objects.order_by("-created_at", "-id")[:100], "run_created_idx"),
@@ -242,8 +255,8 @@ def test_every_search_filter_and_sort_has_an_index_on_postgresql(products):
             "offers' condition, in id order": (Offer.objects.filter(condition="USED_GOOD").order_by("id")[:100],
                                                "offer_condition_idx"),
             "offers of a product": (Offer.objects.filter(product_id=1), "offer_unique_per_condition"),
-            "title search": (search(Product.objects.all(), ("=external_id", "title_upper"), "demo phone").order_by(),
-                             "product_title_upper_trgm"),
+            "title search": (search(ProductSearch.objects.all(), ENTRY, "demo phone").order_by(),
+                             "product_search_title_upper_trgm"),
             "seller name search": (search(Seller.objects.all(), ("=external_id", "name_upper"), "shop").order_by(),
                                    "seller_name_upper_trgm"),
             # walked in id order from the (run, product) key: a page costs the same for any run
@@ -263,33 +276,39 @@ def test_searched_columns_keep_finer_statistics(db):
     with connection.cursor() as cursor:
         cursor.execute("SELECT attrelid::regclass::text, attname, attstattarget FROM pg_attribute "
                        "WHERE attname IN ('title_upper', 'name_upper') AND attrelid IN "
-                       "('collection_product'::regclass, 'collection_seller'::regclass)")
-        assert sorted(cursor.fetchall()) == [("collection_product", "title_upper", 1000),
+                       "('collection_productsearch'::regclass, 'collection_seller'::regclass)")
+        assert sorted(cursor.fetchall()) == [("collection_productsearch", "title_upper", 1000),
                                              ("collection_seller", "name_upper", 1000)]
 
 
 @postgres_only
 @pytest.mark.django_db(transaction=True)  # the indexes are built CONCURRENTLY, outside a transaction
-def test_the_index_cost_bench_leaves_the_indexes_as_migrated():
-    """`bench/engine_throughput.py --index-cost` drops the stored upper-case copies, their
-    trigram indexes and the key's covered columns, and adds them again: afterwards they are
-    what migrations 0019 to 0021 made, definitions and statistics."""
+def test_the_index_cost_bench_leaves_the_indexes_as_migrated(monkeypatch):
+    """`bench/engine_throughput.py --index-cost` turns the title search queue off and drops the
+    sellers' stored upper-case name and its trigram index, and adds them again: afterwards they
+    are what migrations 0019 and 0020 made, definitions and statistics, and the checkpoint
+    queues again. The title search entries' own indexes (0024) are never touched."""
+    import os
+
     from bench.engine_throughput import set_search_indexes
+
+    monkeypatch.setenv("COLLECTION_TITLE_SEARCH", "true")  # restored afterwards
 
     def indexes():
         with connection.cursor() as cursor:
             cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE indexname LIKE '%%trgm' "
-                           "OR indexname = 'collection_product_pkey' ORDER BY 1")
+                           "OR indexname IN ('collection_product_pkey', 'collection_productsearch_pkey') ORDER BY 1")
             found = cursor.fetchall()
-            cursor.execute("SELECT attname, attstattarget FROM pg_attribute WHERE attname IN ('title_upper', "
-                           "'name_upper') AND attrelid IN ('collection_product'::regclass, 'collection_seller'::regclass)")
-            return found, sorted(cursor.fetchall())
+            cursor.execute("SELECT attrelid::regclass::text, attname, attstattarget FROM pg_attribute WHERE attname IN "
+                           "('title_upper', 'name_upper') AND attrelid IN ('collection_productsearch'::regclass, "
+                           "'collection_seller'::regclass)")
+            return found, sorted(cursor.fetchall()), os.environ["COLLECTION_TITLE_SEARCH"]
 
     migrated = indexes()
-    assert [name for name, _ in migrated[0]] == ["collection_product_pkey", "product_title_upper_trgm",
-                                                 "seller_name_upper_trgm"]
+    assert [name for name, _ in migrated[0]] == ["collection_product_pkey", "collection_productsearch_pkey",
+                                                 "product_search_title_upper_trgm", "seller_name_upper_trgm"]
     set_search_indexes(False)
-    assert indexes() == ([("collection_product_pkey", migrated[0][0][1].split(" INCLUDE")[0])], [])
+    assert indexes() == (migrated[0][:3], migrated[1][:1], "false")
     set_search_indexes(True)
     assert indexes() == migrated
 
@@ -323,7 +342,7 @@ def test_several_words_are_found_by_one_trigram_index_scan(products):
 
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_indexscan = off")  # the bitmap plan, which is the one in question
-        text = plan(search(Product.objects.all(), ("=external_id", "title_upper"), "demo item").order_by("id")[:100])
+        text = plan(search(Product.objects.all(), TITLES, "demo item").order_by("id")[:100])
     assert "BitmapAnd" not in text, text
     assert any("%DEMO%" in line and "%ITEM%" in line and "Index Cond" in line for line in text.splitlines()), text
 
@@ -379,16 +398,16 @@ def test_an_api_page_reads_its_keys_then_its_rows(client, admin_user, products):
 
 
 @postgres_only
-def test_a_search_walks_the_products_key_alone(products):
-    """Migration 0021: the key holds what a search tests (external_id, title_upper), so a
-    search's keys, walked in id order, are read from the key without the table."""
+def test_a_search_walks_the_search_entries_key_alone(products):
+    """Migration 0024: the title search entries' key holds the title, so a search's keys, walked
+    in id order, are read from that key without the table (as 0021 had the products' key)."""
     from django.db import transaction
 
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_bitmapscan = off")  # the walk, not the trigram index
-        text = plan(search(Product.objects.all(), ("=external_id", "title_upper"), "demo item")
+        text = plan(search(Product.objects.all(), TITLES, "demo item")
                     .only("pk").order_by("id")[:101])
-    assert "Index Only Scan using collection_product_pkey" in text, text
+    assert "Index Only Scan using collection_productsearch_pkey" in text, text
 
 
 @postgres_only
@@ -437,9 +456,10 @@ def test_the_admin_does_not_show_the_search_copies(admin_client, products):
 @postgres_only
 @pytest.mark.django_db(transaction=True)  # the key is swapped outside a transaction
 def test_the_key_swap_gives_up_on_a_held_lock_and_can_run_again(monkeypatch):
-    """Migration 0021 waits a bounded time for its lock: a long query on the products (here an
-    open transaction that read them) makes it fail saying so, with the plain key still in
-    place; run again once the query is done, it swaps the covering key in."""
+    """Migration 0021's swap of the products' key (which 0025 runs to give the key its plain
+    form back) waits a bounded time for its lock: a long query on the products (here an open
+    transaction that read them) makes it fail saying so, with the plain key still in place; run
+    again once the query is done, it swaps the covering key in."""
     import importlib
 
     import psycopg
@@ -459,18 +479,18 @@ def test_the_key_swap_gives_up_on_a_held_lock_and_can_run_again(monkeypatch):
     params = connection.get_connection_params()
     reader = psycopg.connect(**{k: v for k, v in params.items() if k in ("dbname", "user", "host", "port", "password")})
     try:
+        covering = "INCLUDE (external_id)"  # the title's copy is gone (0025): the same swap, another column
         with connection.schema_editor(atomic=False) as editor:
-            swap.uncover_search(None, editor)
             assert "INCLUDE" not in key()
             reader.execute("SELECT count(*) FROM collection_product")  # its transaction stays open
             with pytest.raises(OperationalError, match="could not swap in the new primary key.*"
                                                        "DROP INDEX CONCURRENTLY collection_product_pkey_new"):
-                swap.cover_search(None, editor)
+                swap._swap_key(editor, covering)
             assert "INCLUDE" not in key()
             reader.rollback()
-            swap.cover_search(None, editor)
-        assert "INCLUDE (external_id, title_upper)" in key()
+            swap._swap_key(editor, covering)
+        assert covering in key()
     finally:
         reader.close()
         with connection.schema_editor(atomic=False) as editor:
-            swap.cover_search(None, editor)  # as migrated, whatever happened above
+            swap.uncover_search(None, editor)  # as migrated, whatever happened above

@@ -289,7 +289,7 @@ class ProductViewSet(DiscoveredViewSet):
     queryset = Product.objects.select_related("seller", "seen")
     serializer_class = s.ProductSerializer
     filterset_class = ProductFilter
-    search_fields = ["=external_id", "title_upper"]
+    search_fields = ["=search__external_id", "search__title_upper"]  # ProductSearch
     csv_fields = PRODUCT_FIELDS
 
 

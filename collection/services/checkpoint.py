@@ -10,6 +10,7 @@ from datetime import timedelta
 from decimal import Decimal
 from functools import cache
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -20,6 +21,7 @@ from collection.models import (
     EventKind,
     Offer,
     Product,
+    ProductSearchQueue,
     ProductSeen,
     RunProduct,
     RunSeller,
@@ -106,12 +108,14 @@ PRODUCT_COLUMNS = {"title": "t", "price": "p", "currency": "c", "url": "u", "con
 
 
 @cache
-def page_sql(vendor: str) -> dict[str, str]:
+def page_sql(vendor: str, queue_search: bool = True) -> dict[str, str]:
     """The statements that store a page's items (see upsert_items), for one database vendor.
-    Only constant identifiers are interpolated; every value is a bound parameter."""
-    seller, product, offer, run_product, run_seller, product_seen = (
+    With `queue_search`, the products inserted or changed are queued for their title search
+    entry (services/search_index.py). Only constant identifiers are interpolated; every value
+    is a bound parameter."""
+    seller, product, offer, run_product, run_seller, product_seen, search_queue = (
         connection.ops.quote_name(m._meta.db_table)
-        for m in (Seller, Product, Offer, RunProduct, RunSeller, ProductSeen))
+        for m in (Seller, Product, Offer, RunProduct, RunSeller, ProductSeen, ProductSearchQueue))
     platform, run, now = (_param("platform", "varchar", vendor), _param("run", "bigint", vendor),
                           _param("now", "timestamptz", vendor))
     category = _param("category", "bigint", vendor)
@@ -159,7 +163,27 @@ def page_sql(vendor: str) -> dict[str, str]:
     offer_conflict = ("ON CONFLICT (product_id, seller_id, condition) DO UPDATE SET price = excluded.price, "
                       "currency = excluded.currency, fulfilled_by_platform = excluded.fulfilled_by_platform, "
                       "last_seen_at = excluded.last_seen_at, last_seen_run_id = excluded.last_seen_run_id")
+    products_upsert = (
+        f"INSERT INTO {product} (platform, external_id, {product_columns}, seller_id, category_id, "  # noqa: S608
+        f"first_seen_at, first_seen_run_id) "
+        f"SELECT {platform}, p.e, {product_values}, "
+        f"(SELECT s.id FROM {seller} s WHERE s.platform = {platform} AND s.external_id = p.s), "
+        f"{category}, {now}, {run} FROM {_page_table(PRODUCT_ROW, vendor)} WHERE true ORDER BY p.e "
+        f"ON CONFLICT (platform, external_id) DO UPDATE SET {product_updates} WHERE {product_changed}"
+    )
+    search_queued = {}
+    if queue_search and vendor == "postgresql":
+        # The upsert returns the rows it inserted or changed (not those left as they were), queued
+        # in id order in the same statement (concurrent pages queue shared products in one order).
+        products_upsert = (f"WITH written AS ({products_upsert} RETURNING id) "  # noqa: S608
+                           f"INSERT INTO {search_queue} (product_id) SELECT id FROM written ORDER BY id "
+                           f"ON CONFLICT DO NOTHING")
+    elif queue_search:  # SQLite: no INSERT in a WITH; the ids come back, and are queued by a statement
+        products_upsert += " RETURNING id"
+        search_queued["search_queue"] = (f"INSERT INTO {search_queue} (product_id) "  # noqa: S608
+                                         f"SELECT value FROM json_each(%(ids)s) WHERE true ON CONFLICT DO NOTHING")
     statements = {
+        **search_queued,
         # WHERE true: SQLite would otherwise read ON CONFLICT as a join's ON.
         "sellers_insert": (
             f"INSERT INTO {seller} (platform, external_id, name, feedback_score, feedback_percent, account_type, "  # noqa: S608
@@ -168,14 +192,7 @@ def page_sql(vendor: str) -> dict[str, str]:
             f"WHERE true ORDER BY p.e ON CONFLICT (platform, external_id) DO NOTHING RETURNING id"
         ),
         "sellers_refresh": refresh_sql,
-        "products_upsert": (
-            f"INSERT INTO {product} (platform, external_id, {product_columns}, seller_id, category_id, "  # noqa: S608
-            f"first_seen_at, first_seen_run_id) "
-            f"SELECT {platform}, p.e, {product_values}, "
-            f"(SELECT s.id FROM {seller} s WHERE s.platform = {platform} AND s.external_id = p.s), "
-            f"{category}, {now}, {run} FROM {_page_table(PRODUCT_ROW, vendor)} WHERE true ORDER BY p.e "
-            f"ON CONFLICT (platform, external_id) DO UPDATE SET {product_updates} WHERE {product_changed}"
-        ),
+        "products_upsert": products_upsert,
         # After the products (same transaction): found by their unique key, in id order.
         "products_last_seen": last_seen_upsert.format(
             ids=f"(SELECT t.id FROM {_ids_of(product, platform, 'products', vendor)} WHERE t.id IS NOT NULL) AS ids"),  # noqa: S608
@@ -290,12 +307,14 @@ def _items_execute(inserted, cursor, *, platform: str, items: list[ProductItem],
     """Execute upsert_items' statements; `inserted` gets one row per new seller. With `seen`,
     the run's rows of what it has seen (RunProduct, RunSeller) are written too."""
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    sql = page_sql(connection.vendor)
+    sql = page_sql(connection.vendor, settings.COLLECTION_TITLE_SEARCH)
     seller_params, products, offers = page_params(platform=platform, items=items, run_id=run_id,
                                                   category_id=category_id, now=now, sellers=sellers)
     inserted.execute(sql["sellers_insert"], seller_params)
     cursor.execute(sql["sellers_refresh"], seller_params)
     cursor.execute(sql["products_upsert"], products)
+    if "search_queue" in sql and (written := [row[0] for row in cursor.fetchall()]):
+        cursor.execute(sql["search_queue"], {"ids": json.dumps(written)})
     if "products_after" in sql:
         cursor.execute(sql["products_after_seen" if seen else "products_after"], {**products, **offers})
     else:

@@ -1,7 +1,9 @@
 """Deleting collected data (products, sellers, offers) while workers may be storing pages.
 
 A page's checkpoint locks rows in one order: the sellers it refreshes (by id), then its products
-(by external id: the upsert's order), then their offers and last sightings (checkpoint.py).
+(by external id: the upsert's order), then their offers and last sightings (checkpoint.py),
+and queues them for title search; the search indexer takes a queued product, then writes its
+entry (search_index.py).
 Django's own deletion goes the other way: it deletes a product's offers and last sighting first,
 then the product, and a seller's offers before it clears its products' seller. Against a page
 storing the same product at that moment, each transaction then waits for a row the other holds:
@@ -19,7 +21,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.db.models import QuerySet
 
-from collection.models import Offer, Product, ProductSeen, Seller
+from collection.models import Offer, Product, ProductSearch, ProductSearchQueue, ProductSeen, Seller
 
 BATCH = 500
 SELLER_BATCH = 100
@@ -31,6 +33,10 @@ def products_delete(*, products: QuerySet[Product], batch: int = BATCH) -> int:
     for ids in _batches(products, batch):
         with transaction.atomic():
             locked = _lock_products(Product.objects.filter(pk__in=ids))
+            # The indexer takes a product's queue row, then writes its search entry: the same
+            # order here (Django's cascade could take the entry first, and deadlock with it).
+            ProductSearchQueue.objects.filter(product_id__in=locked).delete()
+            ProductSearch.objects.filter(product_id__in=locked).delete()
             deleted += _deleted(Product.objects.filter(pk__in=locked), Product)
     return deleted
 

@@ -5,9 +5,19 @@ from decimal import Decimal
 
 import pytest
 
-from collection.models import BudgetPeriod, CollectionRun, EventKind, PauseReason, RunEvent, RunStatus
+from collection.models import (
+    BudgetPeriod,
+    CollectionRun,
+    EventKind,
+    PauseReason,
+    Product,
+    ProductSearch,
+    ProductSearchQueue,
+    RunEvent,
+    RunStatus,
+)
 from collection.services import runs
-from tests.conftest import Workers, make_categories, postgres_only, set_settings
+from tests.conftest import Workers, make_categories, postgres_only, set_settings, wait_for
 from tests.engine.helpers import (
     PAGE,
     assert_complete_listing,
@@ -35,9 +45,14 @@ def test_a_run_completes_with_exactly_the_items_and_sellers_the_source_defines(t
     try:
         workers.start(2)
         run = wait_status(start_run(cats), RunStatus.COMPLETED)
+        # and the workers index what they stored for search, within seconds (COLLECTION_SEARCH_INDEX_SECONDS)
+        wait_for(lambda: ProductSearch.objects.count() == 225 and not ProductSearchQueue.objects.exists(),
+                 timeout=30, message="every product indexed for search")
     finally:
         workers.stop()
     assert (run.pages_done, run.items_done, run.units_done) == (15, 225, 5)
+    assert set(ProductSearch.objects.values_list("external_id", flat=True)) == set(
+        Product.objects.values_list("external_id", flat=True))
     assert_complete_listing(run, cats)
     assert run.spent == run.estimated_cost == Decimal("5") * (3 * Decimal("0.01") + 45 * Decimal("0.001"))
     assert_ledgers_settled(run)

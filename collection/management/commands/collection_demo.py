@@ -12,6 +12,7 @@ from collection.progress import summary, watch
 from collection.services import runs
 from collection.services.demo import demo_categories_load
 from collection.services.errors import CollectionError
+from collection.services.search_index import index_pending
 
 
 class Command(BaseCommand):
@@ -56,6 +57,7 @@ class Command(BaseCommand):
                 proc.terminate()
             for proc in procs:
                 proc.wait(timeout=15)
+        index_pending()  # what the workers had not indexed for search when they stopped
         self.stdout.write(summary(run))
         self.stdout.write(f"  took {time.monotonic() - started:.1f}s with {workers} worker(s)")
         if run.status != RunStatus.COMPLETED:

@@ -1,0 +1,77 @@
+"""Title search entries (ProductSearch), written after the pages that stored the products.
+
+The checkpoint queues each product it inserts or changes (ProductSearchQueue: a narrow key, far
+cheaper than the trigram index a title search needs); worker processes take the queue in
+batches every COLLECTION_SEARCH_INDEX_SECONDS (startup.py) and write the entries, so a new
+title is searchable within seconds. `manage.py collection_search_index` does it by hand, and
+with `--all` writes every product's entry again (after restoring a database, or a migration
+that ran while an older worker stored pages).
+
+A batch is one short transaction: it takes up to `batch` queued products (SKIP LOCKED: workers
+share the queue without waiting for each other), removes them from the queue and writes their
+entries from the products' rows as they are then. A product changed again meanwhile is queued
+again by that page (which waits for this transaction), so its next entry has the new title. An
+entry whose title did not change is not rewritten (a page that changed a product's price).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from django.db import connection, transaction
+
+from collection.models import Product, ProductSearch, ProductSearchQueue
+
+BATCH = 2000
+
+
+def _upsert_sql() -> str:
+    search, product = (connection.ops.quote_name(m._meta.db_table) for m in (ProductSearch, Product))
+    ids = "= ANY(%s)" if connection.vendor == "postgresql" else "IN (SELECT value FROM json_each(%s))"
+    return (f"INSERT INTO {search} (product_id, external_id, title_upper) "  # noqa: S608
+            f"SELECT id, external_id, UPPER(title) FROM {product} "
+            f"WHERE id {ids} ORDER BY id ON CONFLICT (product_id) DO UPDATE "
+            f"SET title_upper = excluded.title_upper WHERE {search}.title_upper <> excluded.title_upper")
+
+
+def _write(ids: list[int]) -> None:
+    param = ids if connection.vendor == "postgresql" else json.dumps(ids)
+    with connection.cursor() as cursor:
+        cursor.execute(_upsert_sql(), [param])
+
+
+def index_pending(*, batch: int = BATCH, max_seconds: float | None = None) -> int:
+    """Write the entries of queued products, `batch` a transaction, until the queue is empty (or,
+    with `max_seconds`, that long has passed: the rest goes next time). Returns how many
+    products were taken from the queue."""
+    deadline = time.monotonic() + max_seconds if max_seconds else None
+    done = 0
+    while deadline is None or time.monotonic() < deadline:
+        with transaction.atomic():
+            ids = list(ProductSearchQueue.objects.select_for_update(skip_locked=True).order_by("product_id")
+                       .values_list("product_id", flat=True)[:batch])
+            if not ids:
+                break
+            ProductSearchQueue.objects.filter(product_id__in=ids).delete()
+            _write(ids)
+        done += len(ids)
+    return done
+
+
+def index_all(*, batch: int = BATCH * 5, progress=None) -> int:
+    """Write every product's entry again, in id order, `batch` products a transaction (entries
+    that are right are left as they are). `progress(done)` is called after each batch."""
+    done, after = 0, 0
+    while ids := list(Product.objects.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:batch]):
+        with transaction.atomic():
+            _write(ids)
+        done, after = done + len(ids), ids[-1]
+        if progress:
+            progress(done)
+    return done
+
+
+def pending_count(*, cap: int = 10_000) -> int:
+    """How many products wait for their entry, counted up to `cap` (+1 past it)."""
+    return ProductSearchQueue.objects.all()[: cap + 1].count()

@@ -4,8 +4,8 @@ Django's docs warn against queries in AppConfig.ready(): it also runs for migrat
 shell, collectstatic... So ready() only calls `install()`, which looks at what this process
 is. Serving processes — `runserver`, `db_worker`, and WSGI/ASGI servers (config/wsgi.py calls
 `process_started`) — recover in a background thread once they are up; worker processes keep
-sweeping every COLLECTION_SWEEP_SECONDS, and index titles for search every
-COLLECTION_SEARCH_INDEX_SECONDS. Everything else (migrate, makemigrations, test,
+sweeping every COLLECTION_SWEEP_SECONDS, and index products for search when they are not
+collecting (services/search_index.py). Everything else (migrate, makemigrations, test,
 collectstatic, shell, the collection commands) never triggers it. A database that is not
 migrated yet is left alone with a log line, never a crash.
 """
@@ -25,6 +25,7 @@ from django.db import DatabaseError, close_old_connections, connection
 from collection.models import RunUnit
 from collection.services.recovery import recover
 from collection.services.retention import prune
+from collection.services.search_index import due as search_due
 from collection.services.search_index import index_pending
 
 logger = logging.getLogger("collection.recovery")
@@ -103,11 +104,12 @@ def _sweep_forever(role: str, interval: float, stop: threading.Event) -> None:
             _prune(role)
 
 
-def _index_search(role: str) -> int:
-    """One pass of the title search indexer (services/search_index.py), at most INDEX_SECONDS;
-    a failure (a database gone away) is logged, and the next pass tries again."""
+def _index_search(role: str) -> int | None:
+    """One pass of the search indexer (services/search_index.py), at most INDEX_SECONDS, unless
+    another process is indexing (None); a failure (a database gone away) is logged, and the next
+    pass tries again."""
     try:
-        return index_pending(max_seconds=INDEX_SECONDS)
+        return index_pending(max_seconds=INDEX_SECONDS, alone=True)
     except DatabaseError as error:  # gone away, or not migrated yet
         logger.warning("search indexing skipped (%s, pid %s): %s", role, os.getpid(), error)
     except Exception:
@@ -122,13 +124,16 @@ INDEX_SECONDS = 10  # a pass stops after this long
 
 
 def _index_search_forever(role: str, interval: float, stop: threading.Event) -> None:
-    """Index what the checkpoints queued, every `interval` seconds; at once again after a pass
-    that ran out of time (a backlog)."""
-    while True:
-        started = time.monotonic()
-        _index_search(role)
-        if stop.wait(0 if time.monotonic() - started >= INDEX_SECONDS else interval):
-            return
+    """Every `interval` seconds, index what the checkpoints queued when it is due (not while this
+    process is collecting, unless the last pass is COLLECTION_SEARCH_MAX_LAG_SECONDS old); at
+    once again after a pass that ran out of time (a backlog)."""
+    last_pass = time.monotonic()
+    while not stop.wait(interval):
+        while search_due(last_pass):
+            started = last_pass = time.monotonic()
+            _index_search(role)
+            if time.monotonic() - started < INDEX_SECONDS or stop.is_set():
+                break
 
 
 def process_started(*, role: str) -> threading.Thread | None:

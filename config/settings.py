@@ -292,9 +292,12 @@ COLLECTION_KEEP_IDEMPOTENCY_KEYS_DAYS = env.int("COLLECTION_KEEP_IDEMPOTENCY_KEY
 # What each run saw (a row a product and seller a run returned): forever unless set.
 COLLECTION_KEEP_SEEN_IN_RUN_DAYS = env.int("COLLECTION_KEEP_SEEN_IN_RUN_DAYS", default=0)
 COLLECTION_PRUNE_EVERY_SECONDS = env.float("COLLECTION_PRUNE_EVERY_SECONDS", default=3600.0)
-# Title search (collection/services/search_index.py): worker processes index the products the
-# checkpoint queued every this many seconds (0: never; `manage.py collection_search_index`).
+# Product search (collection/services/search_index.py): worker processes look every this many
+# seconds whether to index the products the checkpoint queued (0: never; `manage.py
+# collection_search_index`): when they stored no page in that time, or their last pass is
+# COLLECTION_SEARCH_MAX_LAG_SECONDS old.
 COLLECTION_SEARCH_INDEX_SECONDS = env.float("COLLECTION_SEARCH_INDEX_SECONDS", default=5.0)
+COLLECTION_SEARCH_MAX_LAG_SECONDS = env.float("COLLECTION_SEARCH_MAX_LAG_SECONDS", default=60.0)
 # Off, the checkpoint queues nothing: titles stored meanwhile are found by external id only until
 # `manage.py collection_search_index --all`. For measuring what search costs (bench/).
 COLLECTION_TITLE_SEARCH = env.bool("COLLECTION_TITLE_SEARCH", default=True)

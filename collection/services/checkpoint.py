@@ -32,6 +32,7 @@ from collection.models import (
 from collection.redact import untrusted_text
 from collection.sources import Page, ProductItem, SellerItem
 
+from . import search_index
 from .budget import budget_capture_and_reserve
 from .lifecycle import event_write
 
@@ -376,6 +377,7 @@ def unit_checkpoint(record: PageCheckpoint) -> CheckpointResult | None:
 
     Returns None and changes nothing when the unit's cursor has already passed this page or
     the caller no longer holds the lease (recovery took the unit over)."""
+    search_index.page_stored()  # this process is collecting: its search indexer waits (startup.py)
     for attempt in range(1, 1 if connection.in_atomic_block else CHECKPOINT_TRIES):
         try:
             return _checkpoint(record)

@@ -7,6 +7,13 @@ title is searchable within seconds. `manage.py collection_search_index` does it 
 with `--all` writes every product's entry again (after restoring a database, or a migration
 that ran while an older worker stored pages).
 
+Indexing is CPU and write work that would slow the pages down where the database is what paces
+them (a source that answers at once): a worker process that stored a page within the last
+COLLECTION_SEARCH_INDEX_SECONDS leaves indexing for later, up to COLLECTION_SEARCH_MAX_LAG_SECONDS
+(`due`), and on PostgreSQL one process indexes at a time (an advisory lock: concurrent writers
+of one trigram index wait on its pending list), so that a run's pages come first and its
+products are searchable a few seconds after it ends, or after at most that lag while it runs.
+
 A batch is one short transaction: it takes up to `batch` queued products (SKIP LOCKED: workers
 share the queue without waiting for each other), removes them from the queue and writes their
 entries from the products' rows as they are then. A product changed again meanwhile is queued
@@ -19,11 +26,28 @@ from __future__ import annotations
 import json
 import time
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from collection.models import Product, ProductSearch, ProductSearchQueue
 
 BATCH = 2000
+LOCK = 0x5EA12C4  # the advisory lock of the one indexing process (PostgreSQL)
+_page_stored_at: float | None = None  # when this process last stored a page (monotonic)
+
+
+def page_stored() -> None:
+    """Called by the checkpoint: this process is collecting."""
+    global _page_stored_at
+    _page_stored_at = time.monotonic()
+
+
+def due(last_pass: float, now: float | None = None) -> bool:
+    """Whether this process's indexer should run now: it stored no page lately, or its last pass
+    (`last_pass`, monotonic) is COLLECTION_SEARCH_MAX_LAG_SECONDS old."""
+    now = time.monotonic() if now is None else now
+    collecting = _page_stored_at is not None and now - _page_stored_at < settings.COLLECTION_SEARCH_INDEX_SECONDS
+    return not collecting or now - last_pass >= settings.COLLECTION_SEARCH_MAX_LAG_SECONDS
 
 
 def _upsert_sql() -> str:
@@ -41,10 +65,24 @@ def _write(ids: list[int]) -> None:
         cursor.execute(_upsert_sql(), [param])
 
 
-def index_pending(*, batch: int = BATCH, max_seconds: float | None = None) -> int:
+def index_pending(*, batch: int = BATCH, max_seconds: float | None = None, alone: bool = False) -> int | None:
     """Write the entries of queued products, `batch` a transaction, until the queue is empty (or,
     with `max_seconds`, that long has passed: the rest goes next time). Returns how many
-    products were taken from the queue."""
+    products were taken from the queue; with `alone`, None when another process is indexing
+    (PostgreSQL's advisory lock LOCK; elsewhere one writer at a time anyway)."""
+    if not alone or connection.vendor != "postgresql":
+        return _index_pending(batch, max_seconds)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [LOCK])
+        if not cursor.fetchone()[0]:
+            return None
+        try:
+            return _index_pending(batch, max_seconds)
+        finally:  # a session's lock outlives its transactions: released here, or with the connection
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK])
+
+
+def _index_pending(batch: int, max_seconds: float | None) -> int:
     deadline = time.monotonic() + max_seconds if max_seconds else None
     done = 0
     while deadline is None or time.monotonic() < deadline:

@@ -2,6 +2,7 @@
 
 import threading
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection, connections
@@ -145,3 +146,43 @@ def test_the_admin_says_when_stored_products_are_not_searchable_yet(admin_client
     page = admin_client.get("/admin/collection/product/", {"q": "demo"})
     assert "not searchable yet" not in page.content.decode() and len(page.context["cl"].result_list) == 2
     assert "not searchable" not in admin_client.get("/admin/collection/product/").content.decode()  # no search
+
+
+@override_settings(COLLECTION_SEARCH_INDEX_SECONDS=5, COLLECTION_SEARCH_MAX_LAG_SECONDS=60)
+def test_a_collecting_process_leaves_indexing_for_later_up_to_the_lag(monkeypatch):
+    """A worker that stored a page within the last 5 s indexes only once its last pass is 60 s
+    old; one that stored none indexes at every look (startup.py)."""
+    from collection.services import search_index
+
+    monkeypatch.setattr(search_index, "_page_stored_at", None)
+    assert search_index.due(last_pass=1000.0, now=1001.0)  # never collected
+    monkeypatch.setattr(search_index, "_page_stored_at", 1000.0)
+    assert not search_index.due(last_pass=990.0, now=1004.9)  # collecting, last pass 14.9 s ago
+    assert search_index.due(last_pass=944.9, now=1004.9)  # collecting, but the last pass is 60 s old
+    assert search_index.due(last_pass=1000.0, now=1005.0)  # no page for 5 s: idle
+    from collection.services import checkpoint
+
+    monkeypatch.setattr(checkpoint, "_checkpoint", lambda record: None)  # a page the engine stores:
+    checkpoint.unit_checkpoint(SimpleNamespace(unit_id=1, page_index=0))  # the process says it collects
+    assert not search_index.due(last_pass=search_index._page_stored_at)
+
+
+@postgres_only
+def test_one_process_indexes_at_a_time():
+    """The workers' passes take an advisory lock: while another process indexes, a pass does
+    nothing (None) and leaves the queue to it; the command (not alone) indexes regardless."""
+    from collection.services.search_index import LOCK
+
+    store([demo_item("lock", i) for i in range(3)], make_categories(1)[0])
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [LOCK])
+            assert index_pending(alone=True) is None and pending_count() == 3
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK])
+    finally:
+        other.close()
+    assert index_pending(alone=True) == 3
+    with connection.cursor() as cursor:  # and released after the pass
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        assert cursor.fetchone()[0] == 0

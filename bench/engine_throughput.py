@@ -268,6 +268,8 @@ def search_lag() -> None:
         return
     started, queued = time.perf_counter(), pending_count(cap=10**7)
     while pending_count(cap=0):
+        if time.perf_counter() - started > 300:
+            raise RuntimeError(f"the workers' search indexer left {pending_count(cap=10**7):,} products queued for 5 minutes")
         time.sleep(0.1)
     SEARCH_LAGS.append((queued, time.perf_counter() - started))
 

@@ -371,7 +371,7 @@ class CollectionSettingsAdmin(admin.ModelAdmin):
 
 class FromSources:
     """Sellers, products and offers: what the sources returned, shown read-only (not edited by
-    hand), without the columns kept for search (`title_upper`, `name_upper`)."""
+    hand), without the column kept for search (a seller's `name_upper`)."""
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.opts.fields if not f.generated]
@@ -739,7 +739,8 @@ class ProductAdmin(AtScale, FromSources, DeletesCollected, CsvExportMixin, admin
             many = f"More than {PENDING_SHOWN:,}" if waiting > PENDING_SHOWN else f"{waiting:,}"
             are = "product is" if waiting == 1 else "products are"
             self.message_user(request, f"{many} recently stored {are} not searchable yet: the workers index them "
-                              f"every few seconds (or: manage.py collection_search_index).", messages.INFO)
+                              f"between runs, and at least every minute while they collect (or: manage.py "
+                              f"collection_search_index).", messages.INFO)
         return super().get_search_results(request, queryset, search_term)
 
     @admin.display(description="last seen at")

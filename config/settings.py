@@ -298,7 +298,7 @@ COLLECTION_PRUNE_EVERY_SECONDS = env.float("COLLECTION_PRUNE_EVERY_SECONDS", def
 # COLLECTION_SEARCH_MAX_LAG_SECONDS old.
 COLLECTION_SEARCH_INDEX_SECONDS = env.float("COLLECTION_SEARCH_INDEX_SECONDS", default=5.0)
 COLLECTION_SEARCH_MAX_LAG_SECONDS = env.float("COLLECTION_SEARCH_MAX_LAG_SECONDS", default=60.0)
-# Off, the checkpoint queues nothing: titles stored meanwhile are found by external id only until
+# Off, the checkpoint queues nothing: products stored meanwhile are not found by a search until
 # `manage.py collection_search_index --all`. For measuring what search costs (bench/).
 COLLECTION_TITLE_SEARCH = env.bool("COLLECTION_TITLE_SEARCH", default=True)
 

@@ -95,11 +95,11 @@ def test_last_seen_moves_to_its_own_table_and_back():
 
 @pytest.mark.django_db(transaction=True)
 def test_search_moves_to_its_own_table_and_back():
-    """0024 fills the search entries from the products; 0025 drops the products' copy of the
-    title (and on PostgreSQL its trigram index and the key's covered columns). Undone, the
-    copy is back, the key covers it again."""
+    """0024 fills the search entries from the products, 0025 gives them their trigram index;
+    0026 drops the products' copy of the title (and on PostgreSQL its trigram index and the
+    key's covered columns). Undone, the copy is back, its index too, the key covers it again."""
     executor = MigrationExecutor(connection)
-    before, after = [("collection", "0023_product_seen_verbose_name")], [("collection", "0025_product_title_copy_dropped")]
+    before, after = [("collection", "0023_product_seen_verbose_name")], [("collection", "0026_product_title_copy_dropped")]
     executor.migrate(before)
     Product = executor.loader.project_state(before).apps.get_model("collection", "Product")
     lamp = Product.objects.create(platform="ebay", external_id="lamp-1", title="Desk lamp", first_seen_at=timezone.now())
@@ -117,16 +117,70 @@ def test_search_moves_to_its_own_table_and_back():
             cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'collection_product_pkey'")
             return cursor.fetchone()[0]
 
+    def trigram_indexes():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT tablename, indexname FROM pg_indexes WHERE indexname LIKE '%%title_upper_trgm'")
+            return sorted(cursor.fetchall())
+
     assert "title_upper" not in columns()
     postgresql = connection.vendor == "postgresql"
     if postgresql:
         assert "INCLUDE" not in key()
+        assert trigram_indexes() == [("collection_productsearch", "product_search_title_upper_trgm")]
     executor = MigrationExecutor(connection)
-    executor.migrate([("collection", "0024_product_search_apart")])  # and back: the copy, computed again
+    executor.migrate([("collection", "0025_product_search_indexes")])  # and back: the copy, computed again
     assert "title_upper" in columns()
     Product = executor.loader.project_state(before).apps.get_model("collection", "Product")
     assert Product.objects.get(pk=lamp.pk).title_upper == "DESK LAMP"
     if postgresql:
         assert "INCLUDE (external_id, title_upper)" in key()
+        assert trigram_indexes() == [("collection_product", "product_title_upper_trgm"),
+                                     ("collection_productsearch", "product_search_title_upper_trgm")]
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.skipif("postgres" not in str(connection.settings_dict["ENGINE"]), reason="a PostgreSQL lock wait")
+@pytest.mark.django_db(transaction=True)
+def test_dropping_the_title_copy_gives_up_on_a_held_lock_and_can_run_again(monkeypatch):
+    """0026 waits a bounded time for the products' lock: a long query on them (here an open
+    transaction that read them) makes it fail saying so, the column still there; run again once
+    the query is done, it drops the column."""
+    import importlib
+
+    import psycopg
+    from django.db import OperationalError
+
+    dropped = importlib.import_module("collection.migrations.0026_product_title_copy_dropped")
+    monkeypatch.setattr(dropped, "LOCK_TIMEOUT", "50ms")
+    monkeypatch.setattr(dropped, "TRIES", 2)
+    monkeypatch.setattr(dropped.time, "sleep", lambda seconds: None)
+    executor = MigrationExecutor(connection)
+    executor.migrate([("collection", "0025_product_search_indexes")])
+
+    def columns():
+        return {f.name for f in connection.introspection.get_table_description(connection.cursor(), "collection_product")}
+
+    params = connection.get_connection_params()
+    reader = psycopg.connect(**{k: v for k, v in params.items() if k in ("dbname", "user", "host", "port", "password")})
+    first = dropped.Migration.operations[0]  # the key's swap and the index's drop, then the read begins
+
+    def then_read(apps, schema_editor, swap=first.code):
+        swap(apps, schema_editor)
+        reader.execute("SELECT count(*) FROM collection_product")  # its transaction stays open
+
+    try:
+        monkeypatch.setattr(first, "code", then_read)
+        executor = MigrationExecutor(connection)
+        with pytest.raises(OperationalError, match="could not drop title_upper.*Run the migration again"):
+            executor.migrate(executor.loader.graph.leaf_nodes())
+        assert "title_upper" in columns()
+        reader.rollback()
+        monkeypatch.undo()
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+        assert "title_upper" not in columns()
+    finally:
+        reader.close()
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())

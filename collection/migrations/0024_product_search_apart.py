@@ -1,40 +1,30 @@
 """Product search moves from the products' rows to a table of its own (ProductSearch), written
 by the workers' indexer after a page is stored, not by the page's checkpoint; the checkpoint
-queues the products it inserted or changed (ProductSearchQueue). Migration 0025 then takes the
-products' copy of the title, its trigram index and the key covering it away.
+queues the products it inserted or changed (ProductSearchQueue). Migration 0025 builds the
+entries' trigram index, and 0026 takes the products' copy of the title, its trigram index and
+the key covering it away.
 
-The table is filled from the products' external ids and stored copies of the title (0019), in
-id order, and has what the products had on PostgreSQL: an index on the external id, a key that
-holds both columns (0021: a search walking the rows in id order reads the key alone), the
-trigram index (0020, built once the rows are in: faster than entry by entry, and CONCURRENTLY,
-so the migration blocks no worker) and finer statistics (0015). A product stored by a worker still running the
-previous version while this runs is not queued: `manage.py collection_search_index --all`
-indexes every product again.
+One transaction (re-run from the start if it fails): the tables are created, the entries' key
+made to hold both columns (0021: a search walking the rows in id order reads the key alone),
+and the entries filled from the products' external ids and stored copies of the title (0019)
+in id order, a read that blocks no one. A product stored by a worker still running the previous
+version after this read is not queued: stop the workers before migrating, or run
+`manage.py collection_search_index --all` after.
 """
 
 import django.db.models.deletion
 from django.db import migrations, models
 
-INDEX, TARGET = "product_search_title_upper_trgm", 1000  # 0015's statistics target
-
-
 def fill(apps, schema_editor):
     search, product = (apps.get_model("collection", name)._meta.db_table for name in ("ProductSearch", "Product"))
-    postgresql = schema_editor.connection.vendor == "postgresql"
-    if postgresql:  # on the empty table: no scan, a moment's lock
+    if schema_editor.connection.vendor == "postgresql":  # on the empty table: no scan
         schema_editor.execute(f"ALTER TABLE {search} DROP CONSTRAINT {search}_pkey, "
                               f"ADD PRIMARY KEY (product_id) INCLUDE (external_id, title_upper)")
     schema_editor.execute(f"INSERT INTO {search} (product_id, external_id, title_upper) "  # noqa: S608
                           f"SELECT id, external_id, title_upper FROM {product} ORDER BY id")
-    if postgresql:
-        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX}")  # what a failed build left
-        schema_editor.execute(f"CREATE INDEX CONCURRENTLY {INDEX} ON {search} USING gin (title_upper gin_trgm_ops)")
-        schema_editor.execute(f"ALTER TABLE {search} ALTER COLUMN title_upper SET STATISTICS {TARGET}")
-        schema_editor.execute(f"VACUUM (ANALYZE) {search}")  # index-only scans need the visibility map
 
 
 class Migration(migrations.Migration):
-    atomic = False  # CREATE INDEX CONCURRENTLY and VACUUM cannot run inside a transaction
 
     dependencies = [
         ('collection', '0023_product_seen_verbose_name'),

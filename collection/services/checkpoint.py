@@ -176,9 +176,13 @@ def page_sql(vendor: str, queue_search: bool = True) -> dict[str, str]:
     if queue_search and vendor == "postgresql":
         # The upsert returns the rows it inserted or changed (not those left as they were), queued
         # in id order in the same statement (concurrent pages queue shared products in one order).
+        # A product already queued is left queued, but DO UPDATE (which changes nothing) waits for
+        # the row's lock, where DO NOTHING would not: the indexer may have taken the product,
+        # reading its title as it was before this page; the page then queues it again once the
+        # indexer has removed it, and its new title is indexed too.
         products_upsert = (f"WITH written AS ({products_upsert} RETURNING id) "  # noqa: S608
                            f"INSERT INTO {search_queue} (product_id) SELECT id FROM written ORDER BY id "
-                           f"ON CONFLICT DO NOTHING")
+                           f"ON CONFLICT (product_id) DO UPDATE SET product_id = excluded.product_id WHERE false")
     elif queue_search:  # SQLite: no INSERT in a WITH; the ids come back, and are queued by a statement
         products_upsert += " RETURNING id"
         search_queued["search_queue"] = (f"INSERT INTO {search_queue} (product_id) "  # noqa: S608

@@ -17,7 +17,8 @@ products are searchable a few seconds after it ends, or after at most that lag w
 A batch is one short transaction: it takes up to `batch` queued products (SKIP LOCKED: workers
 share the queue without waiting for each other), removes them from the queue and writes their
 entries from the products' rows as they are then. A product changed again meanwhile is queued
-again by that page (which waits for this transaction), so its next entry has the new title. An
+again by that page (which waits for this transaction: checkpoint.py), so its next entry has the
+new title. An
 entry whose title did not change is not rewritten (a page that changed a product's price).
 """
 
@@ -85,25 +86,34 @@ def index_pending(*, batch: int = BATCH, max_seconds: float | None = None, alone
 def _index_pending(batch: int, max_seconds: float | None) -> int:
     deadline = time.monotonic() + max_seconds if max_seconds else None
     done = 0
+    queue = connection.ops.quote_name(ProductSearchQueue._meta.db_table)
+    skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    take = (f"DELETE FROM {queue} WHERE product_id IN (SELECT product_id FROM {queue} "  # noqa: S608
+            f"ORDER BY product_id LIMIT %s{skip_locked}) RETURNING product_id")
     while deadline is None or time.monotonic() < deadline:
-        with transaction.atomic():
-            ids = list(ProductSearchQueue.objects.select_for_update(skip_locked=True).order_by("product_id")
-                       .values_list("product_id", flat=True)[:batch])
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(take, [batch])
+            ids = sorted(row[0] for row in cursor.fetchall())
             if not ids:
                 break
-            ProductSearchQueue.objects.filter(product_id__in=ids).delete()
             _write(ids)
         done += len(ids)
     return done
 
 
 def index_all(*, batch: int = BATCH * 5, progress=None) -> int:
-    """Write every product's entry again, in id order, `batch` products a transaction (entries
-    that are right are left as they are). `progress(done)` is called after each batch."""
+    """Write every product's entry again (entries that are right are left as they are): the
+    products are queued, `batch` at a time in id order, and each batch indexed as the queue is,
+    so that a page renaming a product meanwhile is indexed after this, never overwritten by the
+    title read before it. `progress(done)` is called after each batch."""
+    queue, product = (connection.ops.quote_name(m._meta.db_table) for m in (ProductSearchQueue, Product))
+    enqueue = (f"INSERT INTO {queue} (product_id) SELECT id FROM {product} WHERE id > %s "  # noqa: S608
+               f"ORDER BY id LIMIT %s ON CONFLICT DO NOTHING")
     done, after = 0, 0
     while ids := list(Product.objects.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:batch]):
-        with transaction.atomic():
-            _write(ids)
+        with connection.cursor() as cursor:
+            cursor.execute(enqueue, [after, len(ids)])
+        _index_pending(BATCH, None)
         done, after = done + len(ids), ids[-1]
         if progress:
             progress(done)

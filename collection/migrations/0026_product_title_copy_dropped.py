@@ -44,6 +44,10 @@ def drop_copy(apps, schema_editor):
     this migration, which has it)."""
     model = apps.get_model("collection", "Product")
     field = model._meta.get_field("title_upper")
+    with schema_editor.connection.cursor() as cursor:
+        if field.column not in {c.name for c in schema_editor.connection.introspection.get_table_description(
+                cursor, model._meta.db_table)}:
+            return  # dropped already (by this migration's first version, 0025_product_title_copy_dropped)
     if schema_editor.connection.vendor != "postgresql":
         schema_editor.remove_field(model, field)
         return

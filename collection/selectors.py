@@ -48,7 +48,7 @@ def search(queryset: QuerySet, fields: tuple[str, ...] | list[str], text: str, *
     word exactly (an external id: an index lookup, case-sensitive as the provider's ids are);
     the others contain it, case-insensitively (a title or a name: through ProductSearch's
     `title_upper` and the sellers' `name_upper`, and their trigram indexes on PostgreSQL, see
-    _contains; a product not indexed yet is found by its id only). One word of MIN_PART
+    _contains; a product not indexed yet is not found). One word of MIN_PART
     characters or more is enough for the index to narrow the rows ("iphone 15"); when every word
     is shorter, they match exact fields only: no index can find a part that short, and it would
     read every row (a small table, such as the categories, passes `min_part=1`)."""

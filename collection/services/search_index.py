@@ -106,13 +106,9 @@ def index_all(*, batch: int = BATCH * 5, progress=None) -> int:
     products are queued, `batch` at a time in id order, and each batch indexed as the queue is,
     so that a page renaming a product meanwhile is indexed after this, never overwritten by the
     title read before it. `progress(done)` is called after each batch."""
-    queue, product = (connection.ops.quote_name(m._meta.db_table) for m in (ProductSearchQueue, Product))
-    enqueue = (f"INSERT INTO {queue} (product_id) SELECT id FROM {product} WHERE id > %s "  # noqa: S608
-               f"ORDER BY id LIMIT %s ON CONFLICT DO NOTHING")
     done, after = 0, 0
     while ids := list(Product.objects.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:batch]):
-        with connection.cursor() as cursor:
-            cursor.execute(enqueue, [after, len(ids)])
+        ProductSearchQueue.objects.bulk_create([ProductSearchQueue(product_id=pk) for pk in ids], ignore_conflicts=True)
         _index_pending(BATCH, None)
         done, after = done + len(ids), ids[-1]
         if progress:

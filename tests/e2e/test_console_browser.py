@@ -12,7 +12,7 @@ from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
 from collection.admin import SellerAdmin
-from collection.models import CollectionRun, RunStatus, Seller
+from collection.models import CollectionRun, ProductSearchQueue, RunStatus, Seller
 from tests.conftest import ROOT, Workers, make_categories, wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -49,6 +49,7 @@ def shoot(page, name: str, *, full_page: bool = False) -> None:
     """The page at 1400×900 (or whole), in light and dark mode, into artifacts/."""
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
+        page.wait_for_timeout(300)  # the admin's buttons fade to the scheme's colours (a CSS transition)
         page.screenshot(path=str(ARTIFACTS / f"{name}-{scheme}.png"), full_page=full_page)
     page.emulate_media(color_scheme="light")
 
@@ -129,6 +130,12 @@ def test_operator_drives_a_run_from_its_page_and_follows_what_it_saw(live_server
         shoot(page, "sellers-seen-in-run")
         page.goto(f"{live_server.url}/admin/collection/product/?run={run.pk}")
         shoot(page, "products-seen-in-run")
+        # Searching the products once the workers have indexed them (between runs, within seconds)
+        wait_for(lambda: not ProductSearchQueue.objects.exists(), timeout=60, message="the products indexed")
+        page.goto(f"{live_server.url}/admin/collection/product/?q=demo+item")
+        assert page.locator("#result_list tbody tr").count() > 0
+        assert "not searchable yet" not in page.inner_text("#content")
+        shoot(page, "products-search")
         page.goto(f"{live_server.url}/admin/")
         shoot(page, "admin-index-dashboard")
 

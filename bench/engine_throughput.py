@@ -167,6 +167,26 @@ def set_search_indexes(present: bool) -> None:
     set_seller_trigram(present)
 
 
+FULL_PAGES_INDEX = "bench_seller_last_seen_run"
+
+
+def set_full_pages(present: bool) -> None:
+    """The sellers and offers as they were before 0027 (`present`), or as it makes them: the
+    sellers' last-seen run indexed (the column every refresh changes) and both tables' pages
+    filled by inserts, so that a refresh writes a new entry in every index of the row; or that
+    index gone and half of each page left free, so that it writes none (a HOT update). The
+    foreign key's trigger is left out of both: what 0027 gains there comes on top."""
+    from django.db import connection
+
+    with connection.schema_editor(atomic=False) as editor:  # CONCURRENTLY: outside a transaction
+        editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {FULL_PAGES_INDEX}")
+        if present:
+            editor.execute(f"CREATE INDEX CONCURRENTLY {FULL_PAGES_INDEX} ON collection_seller (last_seen_run_id)")
+        for table in ("collection_seller", "collection_offer"):  # for the rows inserted next (reset() empties both)
+            editor.execute(f"ALTER TABLE {table} RESET (fillfactor)" if present else
+                           f"ALTER TABLE {table} SET (fillfactor = 50)")
+
+
 def make_categories(count: int, pages_each: int, prefix: str, page_size: int = PAGE_SIZE):
     from collection.models import Category
 
@@ -256,6 +276,23 @@ def start_workers(n: int, env: dict) -> list[subprocess.Popen]:
     ]
 
 
+WAL_PER_PAGE: list[float] = []  # bytes of write-ahead log a page of the (last) run wrote: what it changed on disk
+
+
+def wal_position() -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        return cursor.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+
+
+def wal_since(position: str) -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        return int(cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", [position]).fetchone()[0])
+
+
 SEARCH_LAGS: list[tuple[int, float]] = []  # (products queued when a run ended, seconds until indexed)
 
 
@@ -296,12 +333,15 @@ def run_engine(workers: int, *, categories: int, pages_each: int, concurrency: i
     try:
         time.sleep(1.0 + 0.75 * workers)  # let the workers boot (CPU-heavy) before the clock starts
         for _ in range(2 if resight else 1):
+            wal_before = wal_position()
             run = runs.run_create(source="demo", category_ids=[c.pk for c in cats])
             runs.run_start(run_id=run.pk)
             # The clock is the run's own (started_at to finished_at, written by the engine), so
             # this process can look rarely and stay off the CPU the workers share.
             while CollectionRun.objects.values_list("status", flat=True).get(pk=run.pk) == "running":
                 time.sleep(0.25)
+            wal = wal_since(wal_before)
+        WAL_PER_PAGE.append(wal / (categories * pages_each))
         search_lag()
     finally:
         for p in procs:
@@ -346,9 +386,13 @@ INDEX_SETS = {  # what --index-cost drops and builds again: the search indexes u
     "title-queue": set_title_queue,  # the queue alone
     "trigram": set_seller_trigram,  # the sellers' trigram GIN alone
     "full-text": set_full_text_indexes,  # for comparison only: absent as migrated
+    "full-pages": set_full_pages,  # for comparison only: the sellers' and offers' layout before 0027
     "price": set_model_indexes("product_price_id_idx", "offer_price_id_idx"),  # 0016, with the id since 0018
     "rare-values": set_model_indexes("product_condition_idx", "product_country_idx", "offer_condition_idx"),  # 0017
 }
+
+
+AS_MIGRATED_ABSENT = ("full-text", "full-pages")
 
 
 def index_cost(args) -> int:
@@ -362,6 +406,7 @@ def index_cost(args) -> int:
     scenarios = {name: scenario for name, scenario in measured.items()
                  if (name.startswith("latency") or not args.latency_only) and args.only in name}
     runs: dict[str, dict[str, list[float]]] = {"without": {}, "with": {}}
+    wal: dict[str, dict[str, list[float]]] = {"without": {}, "with": {}}
     toggle = INDEX_SETS[args.index_cost]
     run_floor(1, 20)  # warm-up
     try:
@@ -372,12 +417,15 @@ def index_cost(args) -> int:
                     toggle(variant == "with")
                     lags = len(SEARCH_LAGS)
                     runs[variant].setdefault(name, []).append(scenario(args.pages))
-                    lag = "".join(f"; {queued:,} products left to index at the end, indexed {seconds:.1f} s later"
+                    if not args.floor:
+                        wal[variant].setdefault(name, []).append(WAL_PER_PAGE[-1])
+                    lag = f"; {WAL_PER_PAGE[-1] / 1024:.0f} kB of WAL a page" if not args.floor else ""
+                    lag += "".join(f"; {queued:,} products left to index at the end, indexed {seconds:.1f} s later"
                                   for queued, seconds in SEARCH_LAGS[lags:])
                     print(f"round {round_ + 1}, {variant:>7} the {args.index_cost} indexes, {name:>24}: "
                           f"{runs[variant][name][-1]:8.1f} pages/s{lag}", file=sys.stderr)
     finally:
-        toggle(args.index_cost != "full-text")
+        toggle(args.index_cost not in AS_MIGRATED_ABSENT)
     paired = {name: statistics.median(w / wo for w, wo in zip(runs["with"][name], runs["without"][name], strict=True)) - 1
               for name in scenarios}
     report = {
@@ -390,6 +438,8 @@ def index_cost(args) -> int:
         "change_of_medians": {name: round(statistics.median(runs["with"][name])
                                           / statistics.median(runs["without"][name]) - 1, 3) for name in scenarios},
         "targets_met": all(value >= INDEX_COST_BOUND for value in paired.values()),
+        "wal_kb_per_page": {variant: {name: round(statistics.median(values) / 1024, 1) for name, values in by_name.items()}
+                            for variant, by_name in wal.items()},
         "search_lag_at_run_end": {"most_products_queued": max((q for q, _ in SEARCH_LAGS), default=0),
                                   "longest_seconds": round(max((t for _, t in SEARCH_LAGS), default=0), 1)},
     }
@@ -400,6 +450,9 @@ def index_cost(args) -> int:
             print(f"{name:>24}: {value:+.1%} with the {args.index_cost} indexes (median of {args.repeat} pairs; best "
                   f"{report['pages_per_second']['without'][name]:.1f} → {report['pages_per_second']['with'][name]:.1f} "
                   f"pages/s, {report['change_of_best'][name]:+.1%}; medians {report['change_of_medians'][name]:+.1%})")
+            if name in wal["with"]:
+                print(f"{'':>24}  write-ahead log a page (median): {report['wal_kb_per_page']['without'][name]:.1f} kB "
+                      f"without, {report['wal_kb_per_page']['with'][name]:.1f} kB with")
         lag = report["search_lag_at_run_end"]
         if SEARCH_LAGS:
             print(f"search indexing when a run ended: at most {lag['most_products_queued']:,} products left, "
@@ -426,7 +479,7 @@ def main() -> int:
 
     call_command("migrate", verbosity=0)
     for name, toggle in INDEX_SETS.items():  # as migrated, also after an interrupted --index-cost run
-        toggle(name != "full-text")
+        toggle(name not in AS_MIGRATED_ABSENT)
     if args.index_cost:
         return index_cost(args)
     results: dict[str, float] = {}

@@ -397,8 +397,12 @@ class Seller(models.Model):
     first_seen_run = models.ForeignKey(
         CollectionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Which run saw the seller last: information only, like the offer's (no index, no constraint;
+    # only a run that never started, so never saw a seller, can be deleted). An index on it would
+    # take a new entry in every index of the seller each run refreshes it (migration 0027).
     last_seen_run = models.ForeignKey(
-        CollectionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        CollectionRun, null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+", db_index=False,
+        db_constraint=False,
     )
 
     class Meta:

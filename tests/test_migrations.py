@@ -151,10 +151,12 @@ def test_dropping_the_title_copy_gives_up_on_a_held_lock_and_can_run_again(monke
     import psycopg
     from django.db import OperationalError
 
+    from collection.migrations import _concurrently
+
     dropped = importlib.import_module("collection.migrations.0026_product_title_copy_dropped")
     monkeypatch.setattr(dropped, "LOCK_TIMEOUT", "50ms")
     monkeypatch.setattr(dropped, "TRIES", 2)
-    monkeypatch.setattr(dropped.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(_concurrently.time, "sleep", lambda seconds: None)
     executor = MigrationExecutor(connection)
     executor.migrate([("collection", "0025_product_search_indexes")])
 
@@ -184,3 +186,50 @@ def test_dropping_the_title_copy_gives_up_on_a_held_lock_and_can_run_again(monke
         reader.close()
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sellers_last_run_becomes_information_only_and_back():
+    """0027: the seller's last-seen run loses its index and constraint (a refresh then writes no
+    index: a HOT update), and on PostgreSQL sellers and offers leave half of each page free.
+    Undone, all of it is back; the sellers' values stay as they were both ways."""
+    before = [("collection", "0026_product_title_copy_dropped")]
+    after = [("collection", "0027_sellers_and_offers_refreshed_in_place")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    apps = executor.loader.project_state(before).apps
+    run = apps.get_model("collection", "CollectionRun").objects.create(source="ebay", estimate={}, budget_cap=1)
+    now = timezone.now()
+    seller = apps.get_model("collection", "Seller").objects.create(
+        platform="ebay", external_id="alice", first_seen_at=now, last_seen_at=now, last_seen_run_id=run.pk)
+
+    def on_last_seen_run():
+        with connection.cursor() as cursor:
+            found = connection.introspection.get_constraints(cursor, "collection_seller")
+        return sorted("foreign key" if info["foreign_key"] else "index" for info in found.values()
+                      if info["columns"] == ["last_seen_run_id"])
+
+    def fillfactors():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT relname, reloptions FROM pg_class WHERE relname IN "
+                           "('collection_seller', 'collection_offer') ORDER BY relname")
+            return cursor.fetchall()
+
+    postgresql = connection.vendor == "postgresql"
+    assert on_last_seen_run() == ["foreign key", "index"]
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+    assert on_last_seen_run() == []
+    Seller = executor.loader.project_state(after).apps.get_model("collection", "Seller")
+    assert Seller.objects.values_list("external_id", "last_seen_run_id").get(pk=seller.pk) == ("alice", run.pk)
+    if postgresql:
+        assert fillfactors() == [("collection_offer", ["fillfactor=50"]), ("collection_seller", ["fillfactor=50"])]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    assert on_last_seen_run() == ["foreign key", "index"]
+    Seller = executor.loader.project_state(before).apps.get_model("collection", "Seller")
+    assert Seller.objects.values_list("external_id", "last_seen_run_id").get(pk=seller.pk) == ("alice", run.pk)
+    if postgresql:
+        assert fillfactors() == [("collection_offer", None), ("collection_seller", None)]
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())

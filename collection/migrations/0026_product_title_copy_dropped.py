@@ -14,10 +14,11 @@ its exclusive lock (minutes at 10 million products).
 """
 
 import importlib
-import time
 
-from django.db import OperationalError, migrations, models, transaction
+from django.db import migrations, models
 from django.db.models.functions import Upper
+
+from collection.migrations._concurrently import under_short_lock
 
 INDEX, TARGET = "product_title_upper_trgm", 1000
 LOCK_TIMEOUT, TRIES = "2s", 15
@@ -51,17 +52,8 @@ def drop_copy(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         schema_editor.remove_field(model, field)
         return
-    for attempt in range(1, TRIES + 1):
-        try:
-            with transaction.atomic(using=schema_editor.connection.alias):
-                schema_editor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-                schema_editor.remove_field(model, field)
-            return
-        except OperationalError as error:
-            if getattr(error.__cause__, "sqlstate", None) != "55P03" or attempt == TRIES:  # not lock_not_available
-                raise OperationalError(f"{model._meta.db_table}: could not drop title_upper ({error}); a long "
-                                       f"query holds the table. Run the migration again when it is done.") from error
-            time.sleep(1)
+    under_short_lock(schema_editor, lambda: schema_editor.remove_field(model, field),
+                     f"{model._meta.db_table}: could not drop title_upper", LOCK_TIMEOUT, TRIES)
 
 
 def add_copy_back(apps, schema_editor):

@@ -4,6 +4,8 @@ elsewhere. A concurrent build that failed leaves an invalid index behind; it is 
 the index is built again, so re-running the migration repairs it. Not a migration itself (the
 loader skips modules starting with an underscore)."""
 
+import time
+
 from django.db import migrations
 
 
@@ -63,3 +65,23 @@ def drop_field_index(model_name, field_name, field):
         state_operations=[migrations.AlterField(model_name=model_name, name=field_name, field=field)],
         database_operations=[migrations.RunPython(forwards, backwards)],
     )
+
+
+def under_short_lock(schema_editor, change, failure: str, lock_timeout: str, tries: int) -> None:
+    """`change()` in a transaction of its own that waits at most `lock_timeout` for a table's lock
+    (PostgreSQL), `tries` times a second apart, so that a long query on the table (a CSV export)
+    does not queue every other query behind the waiting change; then fails with `failure`,
+    changing nothing, and running the migration again finishes it."""
+    from django.db import OperationalError, transaction
+
+    for attempt in range(1, tries + 1):
+        try:
+            with transaction.atomic(using=schema_editor.connection.alias):
+                schema_editor.execute(f"SET LOCAL lock_timeout = '{lock_timeout}'")
+                change()
+            return
+        except OperationalError as error:
+            if getattr(error.__cause__, "sqlstate", None) != "55P03" or attempt == tries:  # not lock_not_available
+                raise OperationalError(f"{failure} ({error}); a long query holds the table. Run the migration "
+                                       f"again when it is done.") from error
+            time.sleep(1)

@@ -229,6 +229,30 @@ def test_a_sighting_that_changes_nothing_rewrites_no_product_but_records_when_it
         {("p1", second.pk), ("p2", second.pk), ("p3", second.pk)}
 
 
+def row_updates(*models) -> dict[str, tuple[int, int]]:
+    """(rows updated, of which heap-only) per table, in this transaction so far (PostgreSQL)."""
+    with connection.cursor() as cursor:
+        return {model._meta.db_table: cursor.execute(
+            "SELECT pg_stat_get_xact_tuples_updated(%s::regclass), pg_stat_get_xact_tuples_hot_updated(%s::regclass)",
+            [model._meta.db_table] * 2).fetchone() for model in models}
+
+
+@postgres_only
+def test_a_run_that_sees_sellers_and_offers_again_rewrites_them_in_place():
+    """A second run refreshes each seller once and every offer: heap-only (HOT) updates, the new
+    version on the row's page and no entry in any of the table's indexes (migration 0027)."""
+    cat = make_categories(1)[0]
+    first, second = (runs.run_create(source="demo", category_ids=[cat.pk]) for _ in range(2))
+    pairs = [(f"p{i}", f"s{i % 60}") for i in range(300)]
+    upsert_items(platform="demo", items=items(*pairs), run_id=first.pk, category_id=cat.pk)
+    before = row_updates(Seller, Offer)
+    upsert_items(platform="demo", items=items(*pairs), run_id=second.pk, category_id=cat.pk)
+    after = row_updates(Seller, Offer)
+    assert {table: (after[table][0] - updated, after[table][1] - hot) for table, (updated, hot) in before.items()} == {
+        Seller._meta.db_table: (60, 60), Offer._meta.db_table: (300, 300)}
+    assert set(Seller.objects.values_list("times_seen", "last_seen_run_id")) == {(2, second.pk)}
+
+
 @postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_a_product_another_page_inserts_meanwhile_is_recorded_as_seen_by_both():

@@ -14,16 +14,19 @@ every index of the table: for a seller, seven, the name's trigram index included
   old version is freed only once that transaction is over. Rows already stored keep their full
   pages until they move (a refresh that does not fit writes its version on a page with room) or
   the table is rewritten (VACUUM FULL, pg_repack). A refresh that changes an indexed value
-  (a seller's name or feedback score, an offer's price) still writes those indexes.
+  (a seller's name or feedback score, an offer's price) is not heap-only: it writes a new
+  entry in every index of the table, as every refresh did before.
 
-On PostgreSQL the index is dropped CONCURRENTLY and the constraint under a bounded wait for the
-sellers' lock (_concurrently.under_short_lock); the page fill is a setting changed without
-blocking writes. SQLite has no such pages: there the table is rebuilt without the constraint.
-Undone, the index, the constraint and full pages come back.
+On PostgreSQL the index is dropped CONCURRENTLY; dropping the constraint takes the sellers' and
+the runs' exclusive locks for a moment, each waited for a bounded time
+(_concurrently.under_short_lock); the page fill is a setting changed without blocking writes.
+SQLite has no such pages: there the table is rebuilt without the constraint, in a transaction.
+Undone, the index, the constraint and full pages come back; adding the constraint back checks
+every seller under those locks (seconds at millions of sellers).
 """
 
 import django.db.models.deletion
-from django.db import migrations, models
+from django.db import migrations, models, transaction
 
 from collection.migrations._concurrently import drop_field_index, under_short_lock
 
@@ -46,7 +49,8 @@ class AlterFieldUnderShortLock(migrations.AlterField):
             alter(app_label, schema_editor, from_state, to_state)
 
         if schema_editor.connection.vendor != "postgresql":
-            change()
+            with transaction.atomic(using=schema_editor.connection.alias):  # SQLite rebuilds the table: all or nothing
+                change()
             return
         under_short_lock(schema_editor, change, f"could not change {self.model_name}.{self.name}", LOCK_TIMEOUT, TRIES)
 

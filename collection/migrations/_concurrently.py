@@ -68,8 +68,8 @@ def drop_field_index(model_name, field_name, field):
 
 
 def under_short_lock(schema_editor, change, failure: str, lock_timeout: str, tries: int) -> None:
-    """`change()` in a transaction of its own that waits at most `lock_timeout` for a table's lock
-    (PostgreSQL), `tries` times a second apart, so that a long query on the table (a CSV export)
+    """`change()` in a transaction of its own that waits at most `lock_timeout` for each lock it
+    takes (PostgreSQL), `tries` times a second apart, so that a long query on the table (a CSV export)
     does not queue every other query behind the waiting change; then fails with `failure`,
     changing nothing, and running the migration again finishes it."""
     from django.db import OperationalError, transaction
@@ -81,7 +81,9 @@ def under_short_lock(schema_editor, change, failure: str, lock_timeout: str, tri
                 change()
             return
         except OperationalError as error:
-            if getattr(error.__cause__, "sqlstate", None) != "55P03" or attempt == tries:  # not lock_not_available
+            # lock_not_available, or deadlock_detected: the change's second table (a foreign
+            # key's) was held by a transaction that then asked for the first.
+            if getattr(error.__cause__, "sqlstate", None) not in ("55P03", "40P01") or attempt == tries:
                 raise OperationalError(f"{failure} ({error}); a long query holds the table. Run the migration "
                                        f"again when it is done.") from error
             time.sleep(1)

@@ -238,19 +238,25 @@ def row_updates(*models) -> dict[str, tuple[int, int]]:
 
 
 @postgres_only
-def test_a_run_that_sees_sellers_and_offers_again_rewrites_them_in_place():
-    """A second run refreshes each seller once and every offer: heap-only (HOT) updates, the new
-    version on the row's page and no entry in any of the table's indexes (migration 0027)."""
+@pytest.mark.django_db(transaction=True)
+def test_runs_that_see_sellers_and_offers_again_rewrite_them_in_place():
+    """Each later run refreshes each seller once and every offer: heap-only (HOT) updates, the
+    new version on the row's page and no entry in any of the table's indexes (migration 0027).
+    The second run's versions fill the room left on the page; the third's fit once the page is
+    pruned of the first's (each run commits, as the engine's pages do): 59 of 60 sellers here."""
     cat = make_categories(1)[0]
-    first, second = (runs.run_create(source="demo", category_ids=[cat.pk]) for _ in range(2))
     pairs = [(f"p{i}", f"s{i % 60}") for i in range(300)]
-    upsert_items(platform="demo", items=items(*pairs), run_id=first.pk, category_id=cat.pk)
-    before = row_updates(Seller, Offer)
-    upsert_items(platform="demo", items=items(*pairs), run_id=second.pk, category_id=cat.pk)
-    after = row_updates(Seller, Offer)
-    assert {table: (after[table][0] - updated, after[table][1] - hot) for table, (updated, hot) in before.items()} == {
-        Seller._meta.db_table: (60, 60), Offer._meta.db_table: (300, 300)}
-    assert set(Seller.objects.values_list("times_seen", "last_seen_run_id")) == {(2, second.pk)}
+    for number in range(1, 4):
+        run = runs.run_create(source="demo", category_ids=[cat.pk])
+        with transaction.atomic():
+            before = row_updates(Seller, Offer)
+            upsert_items(platform="demo", items=items(*pairs), run_id=run.pk, category_id=cat.pk)
+            after = row_updates(Seller, Offer)
+        updated, hot = ({table: after[table][i] - before[table][i] for table in before} for i in (0, 1))
+        assert updated == {Seller._meta.db_table: 60 if number > 1 else 0, Offer._meta.db_table: 300 if number > 1 else 0}
+        # all in place the second time; later, all but the odd row whose page was not pruned yet
+        assert all(hot[table] >= count * (1 if number == 2 else 0.95) for table, count in updated.items()), (number, hot)
+        assert set(Seller.objects.values_list("times_seen", "last_seen_run_id")) == {(number, run.pk)}
 
 
 @postgres_only

@@ -48,6 +48,7 @@ Uses BENCH_DATABASE_URL (default postgres://root@127.0.0.1:5432/collection_bench
 """
 
 import argparse
+import importlib
 import json
 import os
 import statistics
@@ -172,6 +173,7 @@ def set_search_indexes(present: bool) -> None:
 
 
 FULL_PAGES_INDEX = "bench_seller_last_seen_run"
+IN_PLACE = importlib.import_module("collection.migrations.0027_sellers_and_offers_refreshed_in_place")
 
 
 def set_full_pages(present: bool) -> None:
@@ -188,7 +190,7 @@ def set_full_pages(present: bool) -> None:
             editor.execute(f"CREATE INDEX CONCURRENTLY {FULL_PAGES_INDEX} ON collection_seller (last_seen_run_id)")
         for table in ("collection_seller", "collection_offer"):  # for the rows inserted next (reset() empties both)
             editor.execute(f"ALTER TABLE {table} RESET (fillfactor)" if present else
-                           f"ALTER TABLE {table} SET (fillfactor = 50)")
+                           f"ALTER TABLE {table} SET (fillfactor = {IN_PLACE.FREE_SPACE_FILLFACTOR})")
 
 
 def make_categories(count: int, pages_each: int, prefix: str, page_size: int = PAGE_SIZE):

@@ -49,9 +49,6 @@ def drop_copy(apps, schema_editor):
         if field.column not in {c.name for c in schema_editor.connection.introspection.get_table_description(
                 cursor, model._meta.db_table)}:
             return  # dropped already (by this migration's first version, 0025_product_title_copy_dropped)
-    if schema_editor.connection.vendor != "postgresql":
-        schema_editor.remove_field(model, field)
-        return
     under_short_lock(schema_editor, lambda: schema_editor.remove_field(model, field),
                      f"{model._meta.db_table}: could not drop title_upper", LOCK_TIMEOUT, TRIES)
 

@@ -26,7 +26,7 @@ every seller under those locks (seconds at millions of sellers).
 """
 
 import django.db.models.deletion
-from django.db import migrations, models, transaction
+from django.db import migrations, models
 
 from collection.migrations._concurrently import drop_field_index, under_short_lock
 
@@ -36,23 +36,19 @@ TABLES = ("Seller", "Offer")
 
 
 class AlterFieldUnderShortLock(migrations.AlterField):
-    """AlterField waiting at most LOCK_TIMEOUT for the table's lock, TRIES times (PostgreSQL)."""
+    """AlterField waiting at most LOCK_TIMEOUT for each lock, TRIES times (PostgreSQL)."""
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        self._under_short_lock(schema_editor, super().database_forwards, app_label, from_state, to_state)
+        under_short_lock(schema_editor, lambda: super(AlterFieldUnderShortLock, self).database_forwards(
+            app_label, schema_editor, from_state, to_state), self._failure, LOCK_TIMEOUT, TRIES)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        self._under_short_lock(schema_editor, super().database_backwards, app_label, from_state, to_state)
+        under_short_lock(schema_editor, lambda: super(AlterFieldUnderShortLock, self).database_backwards(
+            app_label, schema_editor, from_state, to_state), self._failure, LOCK_TIMEOUT, TRIES)
 
-    def _under_short_lock(self, schema_editor, alter, app_label, from_state, to_state):
-        def change():
-            alter(app_label, schema_editor, from_state, to_state)
-
-        if schema_editor.connection.vendor != "postgresql":
-            with transaction.atomic(using=schema_editor.connection.alias):  # SQLite rebuilds the table: all or nothing
-                change()
-            return
-        under_short_lock(schema_editor, change, f"could not change {self.model_name}.{self.name}", LOCK_TIMEOUT, TRIES)
+    @property
+    def _failure(self) -> str:
+        return f"could not change {self.model_name}.{self.name}"
 
 
 def fill_pages(fillfactor: int | None):

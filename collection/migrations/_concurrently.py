@@ -71,9 +71,14 @@ def under_short_lock(schema_editor, change, failure: str, lock_timeout: str, tri
     """`change()` in a transaction of its own that waits at most `lock_timeout` for each lock it
     takes (PostgreSQL), `tries` times a second apart, so that a long query on the table (a CSV export)
     does not queue every other query behind the waiting change; then fails with `failure`,
-    changing nothing, and running the migration again finishes it."""
+    changing nothing, and running the migration again finishes it. Elsewhere (SQLite: one
+    writer, no lock to wait for), `change()` in a transaction, all or nothing."""
     from django.db import OperationalError, transaction
 
+    if schema_editor.connection.vendor != "postgresql":
+        with transaction.atomic(using=schema_editor.connection.alias):
+            change()
+        return
     for attempt in range(1, tries + 1):
         try:
             with transaction.atomic(using=schema_editor.connection.alias):
